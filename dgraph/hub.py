@@ -149,6 +149,14 @@ def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | Non
     path_in_repo = f"{source.path}/{filename}" if source.path else filename
     try:
         return Path(hf_hub_download(source.location, path_in_repo, revision=source.revision))
+    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it must be caught first.
+    except LocalEntryNotFoundError:
+        if not required and offline():
+            return None
+        how = (f"unset HF_HUB_OFFLINE and run once with network access, or fetch it with "
+               f"`hf download {source.location} {path_in_repo}" + (f" --revision {source.revision}" if source.revision else "") + "`")
+        state = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline() else "the Hub cannot be reached and the file is not in the cache"
+        raise HubError(f"{source}: {path_in_repo!r} is not available: {state}; {how}") from None
     except EntryNotFoundError:
         if not required:
             return None
@@ -157,13 +165,6 @@ def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | Non
         raise HubError(f"{source}: revision {source.revision!r} does not exist in {source.location}") from None
     except RepositoryNotFoundError:
         raise HubError(f"{source}: no Hub repo {source.location!r} (or it is private: run `hf auth login`)") from None
-    except LocalEntryNotFoundError:
-        if not required and offline():
-            return None
-        how = (f"unset HF_HUB_OFFLINE and run once with network access, or fetch it with "
-               f"`hf download {source.location} {path_in_repo}" + (f" --revision {source.revision}" if source.revision else "") + "`")
-        state = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline() else "the Hub cannot be reached and the file is not in the cache"
-        raise HubError(f"{source}: {path_in_repo!r} is not available: {state}; {how}") from None
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, path_in_repo: str | None = None, *,
