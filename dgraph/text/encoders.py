@@ -1,0 +1,147 @@
+"""Text encoders from transformers (CLIP text, T5 encoder, BERT family) and LDM-BERT, behind one `encode`.
+
+Every family gives the same thing: the last hidden state, (batch, length, width), and the attention
+mask of the tokens. For CLIP that is the output of the final layer norm, as Stable Diffusion uses it.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from ..configuration import read_json
+from ..errors import ConfigError, SourceError, WeightsError
+from ..hub import Source, fetch_file
+from .files import local_folder, resolve_source, weight_files
+from .tokenizers import TokenBatch, load_tokenizer, tokenize
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+# model_type in config.json -> the transformers class that holds just the text encoder.
+_ENCODER_CLASSES = {
+    "clip": "CLIPTextModel", "clip_text_model": "CLIPTextModel",
+    "t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel",
+}
+# Families trained without an attention mask: their padding positions carry meaning (SD uses all 77
+# CLIP states, LDM text2img all 77 LDM-BERT states), so the mask is returned but not applied.
+_UNMASKED_FAMILIES = ("clip", "clip_text_model", "ldmbert")
+
+
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch dtype from a dtype or its name ("float16", "bf16", ...)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.removeprefix("torch.")]
+    raise ConfigError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16")
+
+
+def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | None = None,
+                      revision: str | None = None, torch_dtype: torch.dtype | str | None = None,
+                      device: torch.device | str | None = None, variant: str | None = None,
+                      allow_pickle: bool = False) -> nn.Module:
+    """Load a text encoder from a folder, Hub repo or package folder (any dgraph source string).
+
+    The class follows `model_type` in config.json: CLIP -> CLIPTextModel, T5 -> T5EncoderModel,
+    ldmbert -> dgraph's LDMBertModel, anything else (BERT, RoBERTa, MiniLM...) -> AutoModel.
+    Weights come from safetensors; pickled `pytorch_model.bin` loads only with `allow_pickle=True`,
+    and then with `weights_only=True`. The model is returned in eval mode.
+    """
+    dtype = as_dtype(torch_dtype)
+    source = resolve_source(pretrained, subfolder, revision)
+    config = read_json(fetch_file(source, "config.json"))
+    model_type = config.get("model_type")
+    if model_type == "ldmbert":
+        from ..models.ldm_bert import LDMBertModel
+
+        model = LDMBertModel.from_pretrained(source, torch_dtype=dtype, device=device)
+        return model.eval()
+    weights = weight_files(source, variant, allow_pickle)
+    if not weights:
+        suffix = f".{variant}" if variant else ""
+        if not allow_pickle and fetch_file(source, f"pytorch_model{suffix}.bin", required=False) is not None:
+            raise WeightsError(f"{source}: only pickled weights (pytorch_model{suffix}.bin) are there; convert them to "
+                               f"safetensors, or pass allow_pickle=True to load them with weights_only=True")
+        raise WeightsError(f"{source}: no weights file model{suffix}.safetensors (nor a sharded index) found")
+    folder = local_folder(source, required=("config.json", *weights))
+    model_class = _model_class(config, source)
+    kwargs = {"local_files_only": True, "trust_remote_code": False, "use_safetensors": weights[0].endswith(
+        (".safetensors", ".safetensors.index.json")), "weights_only": True}
+    if variant:
+        kwargs["variant"] = variant
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = model_class.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{source}: cannot load {model_class.__name__} from {folder}: {error}") from None
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def _model_class(config: dict, source: Source):
+    import transformers
+
+    model_type = config.get("model_type")
+    if model_type is None:
+        raise ConfigError(f"{source}: config.json has no 'model_type'; is this a transformers text encoder folder?")
+    name = _ENCODER_CLASSES.get(model_type, "AutoModel")
+    if model_type in ("clip", "clip_text_model") and "CLIPTextModelWithProjection" in config.get("architectures", ()):
+        name = "CLIPTextModelWithProjection"  # SDXL's second encoder keeps its projection weights
+    if name == "AutoModel" and model_type not in transformers.CONFIG_MAPPING:
+        raise ConfigError(f"{source}: model_type {model_type!r} is not known to transformers "
+                          f"{transformers.__version__}; upgrade transformers or use a supported encoder")
+    return getattr(transformers, name)
+
+
+def _family(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) or type(model).__name__.lower()
+
+
+@torch.no_grad()
+def encode(text_encoder: nn.Module, tokens: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `text_encoder` on `tokens`: (last hidden state (batch, length, width), attention mask (batch, length)).
+
+    BERT-family and T5 encoders see the attention mask; CLIP and LDM-BERT do not (they were trained
+    with full-length padded prompts, and the diffusion models expect the states of the padding too),
+    unless a CLIP config sets `use_attention_mask`.
+    """
+    device = next(text_encoder.parameters()).device
+    input_ids = tokens.input_ids.to(device)
+    mask = tokens.attention_mask.to(device)
+    family = _family(text_encoder)
+    use_mask = family not in _UNMASKED_FAMILIES or getattr(text_encoder.config, "use_attention_mask", False)
+    output = text_encoder(input_ids=input_ids, attention_mask=mask if use_mask else None)
+    hidden = output[0] if isinstance(output, (tuple, list)) else output.last_hidden_state
+    return hidden, mask
+
+
+class TextEncoder:
+    """A tokenizer and its text encoder, used together: `TextEncoder.from_pretrained(src).encode(texts)`."""
+
+    def __init__(self, tokenizer, model: nn.Module, max_length: int | None = None, padding: str = "max_length"):
+        self.tokenizer = tokenizer
+        self.model = model
+        self.max_length = max_length
+        self.padding = padding
+
+    @classmethod
+    def from_pretrained(cls, pretrained: str | os.PathLike | Source, subfolder: str | None = None,
+                        tokenizer_subfolder: str | None = None, revision: str | None = None,
+                        torch_dtype: torch.dtype | str | None = None, device: torch.device | str | None = None,
+                        max_length: int | None = None, padding: str = "max_length") -> "TextEncoder":
+        """Tokenizer from `tokenizer_subfolder` (default: `subfolder`), encoder from `subfolder` of one source."""
+        tokenizer = load_tokenizer(pretrained, tokenizer_subfolder or subfolder, revision)
+        model = load_text_encoder(pretrained, subfolder, revision, torch_dtype=torch_dtype, device=device)
+        return cls(tokenizer, model, max_length=max_length, padding=padding)
+
+    def tokenize(self, texts: str | list[str]) -> TokenBatch:
+        return tokenize(self.tokenizer, texts, max_length=self.max_length, padding=self.padding)
+
+    def encode(self, texts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states (batch, length, width), attention mask (batch, length)) for `texts`."""
+        return encode(self.model, self.tokenize(texts))
