@@ -1,1 +1,2 @@
 from .modeling import ModelMixin
+from .unet_2d import UNet2DModel

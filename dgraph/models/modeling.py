@@ -127,6 +127,7 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
             model = cls.from_config(config)
         target_device = torch.device(device) if device is not None else torch.device("cpu")
         state_dict = _read_weights(files, pickled, model, torch_dtype, target_device)
+        state_dict = cls.convert_legacy_state_dict(state_dict)
         model._assign_state_dict(state_dict, where=str(source))
         model._materialize_leftover_buffers(config, torch_dtype, target_device)
         return model.eval()
@@ -158,6 +159,11 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
                         f"convert them to safetensors")
         hint = " (drop variant= to read the plain weights)" if variant else ""
         raise WeightsError(f"{source}: no weights for {cls.__name__}: looked for {', '.join(looked)}{hint}")
+
+    @classmethod
+    def convert_legacy_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rename the keys of checkpoints written in an older layout of the same model (default: none)."""
+        return state_dict
 
     def _assign_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
         """Put the tensors into the (meta) module, after checking every key and shape."""
@@ -255,11 +261,13 @@ def _read_weights(files: list[Path], pickled: bool, model: torch.nn.Module, dtyp
     """All tensors of `files`, cast one by one (so at most one tensor exists twice) and on `device`."""
     # Without a requested dtype, floating weights take the dtype the module was built with.
     model_dtypes = {key: t.dtype for key, t in model.state_dict().items()}
+    fallback = next((t for t in model_dtypes.values() if t.is_floating_point), torch.get_default_dtype())
     state_dict: dict[str, torch.Tensor] = {}
 
     def put(key: str, tensor: torch.Tensor) -> None:
         if tensor.is_floating_point():
-            tensor = tensor.to(dtype or model_dtypes.get(key, tensor.dtype))
+            # Keys in an older layout are renamed later; they take the model's floating dtype.
+            tensor = tensor.to(dtype or model_dtypes.get(key, fallback))
         state_dict[key] = tensor.to(device)
 
     for path in files:
