@@ -1,2 +1,3 @@
 from .modeling import ModelMixin
 from .unet_2d import UNet2DModel
+from .vocoders import DiffWaveModel, FastDiffModel, HiFiGANGenerator
