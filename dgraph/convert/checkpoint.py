@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,10 @@ import torch
 from ..errors import WeightsError
 
 
-class _DiffWaveParams(dict):
-    """Stands in for `diffwave.params.AttrDict`, the dict subclass DiffWave pickles its hyper-parameters as.
-
-    Registering it lets `weights_only=True` read those checkpoints; it holds data only.
-    """
-
-
-_DiffWaveParams.__module__ = "diffwave.params"
-_DiffWaveParams.__name__ = _DiffWaveParams.__qualname__ = "AttrDict"
+# DiffWave pickles its hyper-parameters as `diffwave.params.AttrDict`, a dict subclass. Reading that
+# name as a plain OrderedDict (a type the weights-only reader already trusts) keeps its items and runs
+# no code from the diffwave package, which need not be installed.
+_READ_AS = [(OrderedDict, "diffwave.params.AttrDict")]
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -35,7 +31,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         from safetensors.torch import load_file
         return dict(load_file(str(path)))
     try:
-        with torch.serialization.safe_globals([_DiffWaveParams]):
+        with torch.serialization.safe_globals(_READ_AS):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
