@@ -58,12 +58,25 @@ def _check_parts(text: str, path: str) -> None:
             raise SourceError(f"{text!r}: path part {part!r} is not allowed (use plain names separated by '/')")
 
 
-def parse_source(text: str | os.PathLike, base_dir: str | os.PathLike | None = None) -> Source:
-    """Parse a source string (see the module docstring). Relative folders resolve against `base_dir`."""
+def parse_source(text: str | os.PathLike, base_dir: "str | os.PathLike | Source | None" = None) -> Source:
+    """Parse a source string (see the module docstring).
+
+    Relative folders resolve against `base_dir`, which may itself be a hub or package Source (a workflow
+    file fetched from the Hub names its weights relative to its own folder in the repo: `./unet`).
+    """
     if isinstance(text, os.PathLike):
         text = os.fspath(text)
     if not isinstance(text, str) or not text:
         raise SourceError(f"a source must be a non-empty string, got {text!r}")
+    if isinstance(base_dir, Source):
+        if base_dir.kind == "folder":
+            base_dir = base_dir.location
+        elif text.startswith("./") or not (text.startswith((HF_SCHEME, PKG_SCHEME, "/", "~")) or _REPO_ID.match(text)):
+            relative = text[2:] if text.startswith("./") else text
+            _check_parts(text, relative.strip("/"))
+            return base_dir.join(relative)
+        else:
+            base_dir = None
     if text.startswith(HF_SCHEME):
         body, revision = text[len(HF_SCHEME):], None
         if "@" in body:

@@ -1,0 +1,303 @@
+"""The `dgraph` command line.
+
+Exit codes: 0 success; 1 an invalid workflow or a failed run (the message says what and where);
+2 a bad command line; 130 cancelled (Ctrl-C); 70 an internal error (a bug: rerun with --debug and report it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_CANCELLED = 0, 1, 2, 70, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dgraph", description="Diffusion models for audio and vision as typed workflow graphs.",
+        epilog="exit codes: 0 ok, 1 invalid workflow or failed run, 2 bad command line, 130 cancelled, 70 internal error")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a workflow file (path or hf://owner/repo/file.yaml@rev)",
+                       description="Run a workflow. Any graph input can be given as --NAME VALUE "
+                                   "(e.g. --prompt, --seed, --steps); --set also reaches node inputs.")
+    p.add_argument("workflow", nargs="?", help="workflow file, hf://owner/repo/path.yaml@revision")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a graph input (steps=20) or a node input (unet.source=./my-unet); repeatable")
+    p.add_argument("--device", help="default device for nodes without their own `device:` (cpu, cuda, cuda:1, mps)")
+    p.add_argument("--force-device", action="store_true", help="place every node on --device, whatever the file says")
+    p.add_argument("--output-dir", "-o", default="outputs", help="folder for written files (default: outputs)")
+    p.add_argument("--output", action="append", dest="outputs", metavar="NAME",
+                   help="compute only this graph output (repeatable); default: all")
+    p.add_argument("--from-image", metavar="PNG", help="rerun the workflow and inputs embedded in a PNG dgraph wrote")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+    p = sub.add_parser("validate", help="check workflow files; prints every problem with file:line:column")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--json", action="store_true", help="print problems as JSON")
+
+    p = sub.add_parser("nodes", help="list installed node types, their ports and parameters")
+    p.add_argument("names", nargs="*", help="show only these node types")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("schema", help="print the JSON Schema of workflow files (for editors)")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+
+    p = sub.add_parser("viz", help="draw a workflow as SVG (or Mermaid text)")
+    p.add_argument("workflow")
+    p.add_argument("--output", "-o", help="file to write: .svg for a picture, .mmd/.md for Mermaid; default: Mermaid to stdout")
+    return parser
+
+
+def _scalar(text: str) -> Any:
+    """A --set value: YAML scalars and flow collections ([1, 2], true, 3.5), safely parsed; else the text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _input_flags(extra: list[str]) -> dict[str, str]:
+    """`--name value` / `--name=value` pairs left over by argparse become graph inputs."""
+    values: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        token = extra[i]
+        if not token.startswith("--") or token == "--":
+            raise UsageError(f"unexpected argument {token!r}")
+        name, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise UsageError(f"--{name} needs a value")
+            value = extra[i + 1]
+            i += 1
+        values[name.replace("-", "_")] = value
+        i += 1
+    return values
+
+
+# ---------------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from .graph import Graph
+    from .node import CancelToken
+    from .progress import ProgressPrinter
+
+    inputs: dict[str, Any] = _input_flags(extra)
+    if args.from_image:
+        graph, embedded = _graph_from_image(args.from_image)
+        inputs = {**embedded, **inputs}
+    else:
+        if not args.workflow:
+            raise UsageError("give a workflow file (or --from-image PNG)")
+        graph = _load_graph(args.workflow)
+    for item in args.sets:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"--set {item!r}: write KEY=VALUE")
+        if "." in key:
+            graph.set(key, _scalar(value))
+        else:
+            inputs[key] = value
+    graph.check()
+    cancel = CancelToken()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next step; second: stop now
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\ncancelling at the next step (Ctrl-C again to abort now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    started = time.perf_counter()
+    try:
+        with ProgressPrinter(enabled=not args.quiet) as progress:
+            result = graph.execute(args.outputs, device=args.device, force_device=args.force_device,
+                                   on_event=progress, cancel=cancel, output_dir=args.output_dir, **inputs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for name, value in result.items():
+        print(f"{name}: {_describe(value)}")
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - started:.2f}s", file=sys.stderr)
+    return EXIT_OK
+
+
+def _load_graph(source: str):
+    from .graph import Graph
+
+    return Graph.load(source)
+
+
+def _graph_from_image(path: str):
+    from PIL import Image as PILImage
+
+    from .errors import DgraphError
+    from .graph import Graph
+
+    try:
+        text = PILImage.open(path).text  # type: ignore[attr-defined]
+    except (OSError, AttributeError) as error:
+        raise DgraphError(f"{path}: cannot read PNG text metadata: {error}") from None
+    if "dgraph:workflow" not in text:
+        raise DgraphError(f"{path}: this PNG carries no dgraph workflow (it was not written by image.save "
+                          "with embed_workflow: true)")
+    graph = Graph.load(json.loads(text["dgraph:workflow"]))
+    graph.filename = f"{path}#workflow"
+    inputs = json.loads(text.get("dgraph:inputs", "{}"))
+    return graph, {k: v for k, v in inputs.items() if k in graph.resolved.inputs}
+
+
+def _describe(value: Any) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"tensor {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value) if value else "(none)"
+    tensor = getattr(value, "tensor", None) if not isinstance(value, (str, int, float)) else None
+    if tensor is not None:
+        return f"{type(value).__name__} {tuple(tensor.shape)}"
+    return repr(value)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .engine.problems import Problem, WorkflowError
+    from .errors import DgraphError
+    from .graph import Graph, read_workflow_text
+
+    problems: list[Problem] = []
+    for file in args.files:
+        try:
+            text, filename, base = read_workflow_text(file)
+            problems += Graph.from_text(text, filename, base=base).problems
+        except WorkflowError as error:
+            problems += error.problems
+        except DgraphError as error:
+            problems.append(Problem("unreadable", str(error), file=file))
+    if args.json:
+        print(json.dumps([p.__dict__ for p in problems], indent=2))
+    else:
+        for problem in problems:
+            print(problem)
+        bad = {p.file for p in problems}
+        for file in args.files:
+            if file not in bad:
+                print(f"{file}: ok")
+        if problems:
+            print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {len(bad)} file{'s' if len(bad) != 1 else ''}",
+                  file=sys.stderr)
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from .engine.registry import default_registry
+
+    registry = default_registry()
+    unknown = [n for n in args.names if n not in registry]
+    if unknown:
+        from .errors import DgraphError
+
+        raise DgraphError(f"unknown node type(s): {', '.join(unknown)}; run `dgraph nodes` to list them")
+    specs = [s for s in registry if not args.names or s.type_name in args.names]
+    if args.json:
+        print(json.dumps([{
+            "type": s.type_name, "version": s.version, "description": s.description, "pack": s.pack,
+            "random": s.random,
+            "inputs": {n: {"type": str(i.type), "required": i.required,
+                           **({"default": i.default} if _plain(i.default) and not i.required else {})}
+                       for n, i in s.inputs.items()},
+            "outputs": {n: str(o.type) for n, o in s.outputs.items()},
+        } for s in specs], indent=2))
+        return EXIT_OK
+    for spec in specs:
+        print(f"{spec.type_name} v{spec.version}  [{spec.pack}]" + ("  (random)" if spec.random else ""))
+        print(f"    {spec.description}")
+        for name, ispec in spec.inputs.items():
+            default = "" if ispec.required else f" = {ispec.default!r}"
+            print(f"    in   {name}: {ispec.type}{default}" + (f"  — {ispec.description}" if ispec.description else ""))
+        for name, ospec in spec.outputs.items():
+            print(f"    out  {name}: {ospec.type}")
+    return EXIT_OK
+
+
+def _plain(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .engine.registry import default_registry
+    from .engine.schema import workflow_schema
+
+    text = json.dumps(workflow_schema(default_registry()), indent=2) + "\n"
+    if args.output:
+        from .configuration import write_text_atomic
+
+        write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from .configuration import write_text_atomic
+    from .engine import viz
+
+    graph = _load_graph(args.workflow)
+    if args.output and args.output.lower().endswith(".svg"):
+        write_text_atomic(args.output, viz.svg(graph.resolved, title=Path(args.workflow).name))
+    elif args.output:
+        write_text_atomic(args.output, viz.mermaid(graph.resolved))
+    else:
+        sys.stdout.write(viz.mermaid(graph.resolved))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import Cancelled, DgraphError
+
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz}[args.command](args)
+    except UsageError as error:
+        print(f"dgraph {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (Cancelled, KeyboardInterrupt) as error:
+        if args.debug:
+            raise
+        print(f"cancelled: {error}" if str(error) else "cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except DgraphError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:  # a bug: say so, briefly, unless asked for the traceback
+        if args.debug:
+            raise
+        print(f"internal error: {type(error).__name__}: {error}\n(rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Executors run a plan. The local executor runs nodes one after another in this process, each on its
+placed device; a multi-device or Ray executor implements the same `Executor.run`.
+
+Placement: a node's own `device:` wins, then the device given to `execute` (`--device`), then the CPU.
+Tensors (and values holding tensors) move to the consuming node's device at each edge; models stay where
+their loader put them.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import Cancelled, DgraphError
+from ..node import CancelToken, Context
+from ..types import move_to_device
+from .cache import ResultCache, node_key, value_digest
+from .events import Event
+from .plan import Plan
+from .validate import Resolved
+from .workflow import GraphRef, Link, Literal
+
+
+class NodeFailed(DgraphError):
+    """A node raised while running; the message names the node and its type."""
+
+
+@dataclass
+class RunRequest:
+    """Everything one execution needs besides the plan."""
+
+    resolved: Resolved
+    plan: Plan
+    inputs: dict[str, Any]
+    seed: int
+    device: str | None = None
+    force_device: bool = False
+    cache: ResultCache = field(default_factory=ResultCache)
+    on_event: Callable[[Event], None] | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    output_dir: Path | None = None
+    workflow: dict[str, Any] | None = None
+    base: Any = None
+
+
+class Executor(ABC):
+    @abstractmethod
+    def run(self, request: RunRequest) -> dict[str, Any]:
+        """Run the plan; return the graph outputs by name."""
+
+
+def placement(node_device: str | None, default: str | None, force: bool) -> torch.device:
+    chosen = default if force and default else node_device or default or "cpu"
+    device = torch.device(chosen)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DgraphError(f"device {chosen!r} requested but torch sees no CUDA device; "
+                          "run with --device cpu --force-device to place every node on the CPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DgraphError(f"device {chosen!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+class LocalExecutor(Executor):
+    """Runs nodes in topological order in this process."""
+
+    def run(self, request: RunRequest) -> dict[str, Any]:
+        emit = request.on_event or (lambda event: None)
+        cache = request.cache
+        values: dict[tuple[str, str], Any] = {}
+        keys: dict[str, str] = {}
+        input_digests = {name: value_digest(value) for name, value in request.inputs.items()}
+        emit(Event("plan", total=len(request.plan.order)))
+        cache.begin_run()
+        try:
+            for name in request.plan.order:
+                if request.cancel.cancelled:
+                    raise Cancelled(f"cancelled before node {name!r}")
+                node = request.resolved.nodes[name]
+                spec = node.spec
+                device = placement(node.device, request.device, request.force_device)
+                arguments: dict[str, Any] = {}
+                parts: list[tuple[str, str]] = []
+                for key, binding in node.bindings.items():
+                    if isinstance(binding, Literal):
+                        if binding.value is None and not spec.inputs[key].required:
+                            continue
+                        arguments[key] = binding.value
+                        parts.append((key, "lit:" + value_digest(binding.value)))
+                    elif isinstance(binding, GraphRef):
+                        arguments[key] = request.inputs[binding.name]
+                        parts.append((key, "in:" + input_digests[binding.name]))
+                    else:
+                        arguments[key] = move_to_device(values[(binding.node, binding.output)], device)
+                        parts.append((key, f"link:{keys[binding.node]}.{binding.output}"))
+                key = node_key(spec.type_name, spec.version, str(device), parts, request.seed if spec.random else None)
+                keys[name] = key
+                outputs = cache.get(key)
+                if outputs is not None:
+                    emit(Event("node-cached", name, device=str(device)))
+                else:
+                    emit(Event("node-start", name, device=str(device)))
+                    started = time.perf_counter()
+                    context = Context(node=name, device=device, seed=request.seed, random=spec.random,
+                                      output_dir=request.output_dir, emit=emit, cancel=request.cancel,
+                                      workflow=request.workflow, inputs=request.inputs, base=request.base)
+                    outputs = _call(spec, context, arguments, name)
+                    cache.put(key, outputs)
+                    emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(device)))
+                for output, value in outputs.items():
+                    values[(name, output)] = value
+        finally:
+            cache.end_run()
+        emit(Event("done"))
+        return {out: values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
+
+
+def _call(spec, context: Context, arguments: dict[str, Any], name: str) -> dict[str, Any]:
+    try:
+        return spec.call(context, arguments)
+    except DgraphError as error:
+        if isinstance(error, Cancelled) or str(error).startswith(f"node {name!r}"):
+            raise
+        try:  # keep the error's class (callers catch WeightsError, HubError...) and name the node
+            renamed = type(error)(f"node {name!r} ({spec.type_name}): {error}")
+        except TypeError:
+            renamed = NodeFailed(f"node {name!r} ({spec.type_name}): {error}")
+        raise renamed from error
+    except KeyboardInterrupt:
+        raise Cancelled(f"interrupted during node {name!r}") from None
+    except Exception as error:
+        raise NodeFailed(f"node {name!r} ({spec.type_name}) failed: {type(error).__name__}: {error}") from error

@@ -1,0 +1,324 @@
+"""Validation in one pass: every problem in a workflow at once, each with file:line:column.
+
+`check(data, positions, registry, filename)` returns the problems and, for the parts that are sound, the
+resolved graph the planner runs (node specs and parsed bindings).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import torch
+from pydantic import TypeAdapter, ValidationError
+
+from ..node import NodeSpec
+from ..types import TYPE_NAMES, TypeRef, fits, mismatch_reason
+from .problems import Problem
+from .registry import Registry
+from .workflow import (FORMAT_VERSION, IMPLICIT_INPUTS, INPUT_NAME, NODE_NAME, Binding, BindingError, GraphRef,
+                       Link, Literal, Positions, parse_binding)
+
+TOP_KEYS = ("dgraph", "name", "description", "inputs", "nodes", "outputs")
+NODE_KEYS = ("type", "version", "inputs", "device", "description")
+INPUT_KEYS = ("type", "default", "description")
+
+
+@dataclass
+class ResolvedNode:
+    name: str
+    spec: NodeSpec
+    bindings: dict[str, Binding]
+    device: str | None = None
+
+
+@dataclass
+class Resolved:
+    """The sound part of a workflow, ready for planning."""
+
+    inputs: dict[str, tuple[TypeRef, bool, Any]] = field(default_factory=dict)  # name -> (type, has default, default)
+    nodes: dict[str, ResolvedNode] = field(default_factory=dict)
+    outputs: dict[str, Link] = field(default_factory=dict)
+
+
+def graph_input_type(name: str) -> TypeRef:
+    """The TypeRef of a graph input's declared `type` name."""
+    return TypeRef(name)
+
+
+def literal_adapter(type_name: str) -> TypeAdapter | None:
+    from ..types import Source, Text
+
+    table = {"int": int, "float": float, "str": str, "bool": bool, "Text": Text, "Source": Source}
+    return TypeAdapter(table[type_name]) if type_name in table else None
+
+
+class _Checker:
+    def __init__(self, data: Any, positions: Positions, registry: Registry, filename: str):
+        self.data, self.positions, self.registry, self.filename = data, positions, registry, filename
+        self.problems: list[Problem] = []
+        self.resolved = Resolved()
+
+    def add(self, code: str, path: tuple, message: str, hint: str = "", key: bool = False) -> None:
+        line, column = self.positions.of(path, key=key)
+        self.problems.append(Problem(code, message, hint, self.filename, line, column))
+
+    # -----------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        data = self.data
+        if not isinstance(data, dict):
+            self.add("not-a-mapping", (), "a workflow file must be a mapping with `dgraph`, `nodes` and `outputs`",
+                     "start from one of the files in workflows/")
+            return
+        for key in data:
+            if key not in TOP_KEYS:
+                self.add("unknown-key", (key,), f"unknown top-level key {key!r}", _did_you_mean(key, TOP_KEYS), key=True)
+        version = data.get("dgraph")
+        if version is None:
+            self.add("format-version", (), "missing format version", f"add `dgraph: {FORMAT_VERSION}` at the top")
+        elif version != FORMAT_VERSION:
+            self.add("format-version", ("dgraph",), f"format version {version!r} is not supported",
+                     f"this dgraph reads `dgraph: {FORMAT_VERSION}`; upgrade dgraph for newer files")
+        for key in ("name", "description"):
+            if key in data and not isinstance(data[key], str):
+                self.add("invalid-value", (key,), f"`{key}` must be a string")
+        self.check_graph_inputs(data.get("inputs", {}))
+        nodes = data.get("nodes")
+        if nodes is None:
+            self.add("missing-input", (), "the workflow has no `nodes` section", "add `nodes:` with at least one node")
+            nodes = {}
+        elif not isinstance(nodes, dict):
+            self.add("not-a-mapping", ("nodes",), "`nodes` must map node names to nodes")
+            nodes = {}
+        for name, decl in nodes.items():
+            self.check_node(name, decl)
+        self.check_links(nodes)
+        self.check_cycles()
+        self.check_outputs(data.get("outputs", {}), nodes)
+
+    def check_graph_inputs(self, inputs: Any) -> None:
+        for name, (type_name, default) in IMPLICIT_INPUTS.items():
+            self.resolved.inputs[name] = (TypeRef(type_name), True, default)
+        if not isinstance(inputs, dict):
+            self.add("not-a-mapping", ("inputs",), "`inputs` must map graph input names to {type, default}")
+            return
+        for name, decl in inputs.items():
+            path = ("inputs", name)
+            if not isinstance(name, str) or not INPUT_NAME.match(name):
+                self.add("bad-name", path, f"graph input name {name!r} is not an identifier",
+                         "use letters, digits and _", key=True)
+                continue
+            if not isinstance(decl, dict):
+                self.add("not-a-mapping", path, f"graph input {name!r} must be a mapping like {{type: int, default: 1}}")
+                continue
+            for key in decl:
+                if key not in INPUT_KEYS:
+                    self.add("unknown-key", path + (key,), f"graph input {name!r} has unknown key {key!r}",
+                             _did_you_mean(key, INPUT_KEYS), key=True)
+            type_name = decl.get("type")
+            if type_name not in TYPE_NAMES:
+                self.add("bad-type-name", path + ("type",), f"graph input {name!r} has unknown type {type_name!r}",
+                         _did_you_mean(str(type_name), TYPE_NAMES) or "known types: " + ", ".join(TYPE_NAMES))
+                continue
+            default = decl.get("default")
+            if "default" in decl and default is not None:
+                adapter = literal_adapter(type_name)
+                if adapter is None:
+                    self.add("invalid-default", path + ("default",),
+                             f"graph input {name!r} of type {type_name} cannot have a default in a file",
+                             "remove the default; pass the value through the API")
+                    continue
+                try:
+                    default = adapter.validate_python(default, strict=type_name not in ("float",))
+                except ValidationError as error:
+                    self.add("invalid-default", path + ("default",),
+                             f"default of graph input {name!r}: {_first_message(error)}", f"give a {type_name}")
+                    continue
+            self.resolved.inputs[name] = (TypeRef(type_name), "default" in decl, default)
+
+    def check_node(self, name: Any, decl: Any) -> None:
+        path = ("nodes", name)
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            self.add("bad-name", path, f"node name {name!r} is not an identifier", "use letters, digits, _ and -",
+                     key=True)
+            return
+        if not isinstance(decl, dict):
+            self.add("not-a-mapping", path, f"node {name!r} must be a mapping with `type` and `inputs`")
+            return
+        for key in decl:
+            if key not in NODE_KEYS:
+                self.add("unknown-key", path + (key,), f"node {name!r} has unknown key {key!r}",
+                         _did_you_mean(key, NODE_KEYS), key=True)
+        type_name = decl.get("type")
+        if not isinstance(type_name, str):
+            self.add("missing-input", path, f"node {name!r} has no `type`", "add `type: <node type>` (see `dgraph nodes`)")
+            return
+        spec = self.registry.get(type_name)
+        if spec is None:
+            close = self.registry.suggest(type_name)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "run `dgraph nodes` to list them"
+            self.add("unknown-node-type", path + ("type",), f"node {name!r}: unknown node type {type_name!r}", hint)
+            return
+        version = decl.get("version")
+        if version is not None and version != spec.version:
+            self.add("version-mismatch", path + ("version",),
+                     f"node {name!r} asks for {type_name} version {version!r}; version {spec.version} is installed",
+                     f"update the file for version {spec.version} (or install the node pack that has {version!r})")
+        device = decl.get("device")
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                self.add("bad-device", path + ("device",), f"node {name!r}: {device!r} is not a device",
+                         "write cpu, cuda, cuda:1 or mps")
+                device = None
+        inputs = decl.get("inputs", {})
+        if not isinstance(inputs, dict):
+            self.add("not-a-mapping", path + ("inputs",), f"node {name!r}: `inputs` must map input names to values")
+            inputs = {}
+        bindings: dict[str, Binding] = {}
+        for key, value in inputs.items():
+            ipath = path + ("inputs", key)
+            if key not in spec.inputs:
+                close = difflib.get_close_matches(str(key), list(spec.inputs), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"{type_name} takes: {', '.join(spec.inputs) or 'nothing'}"
+                self.add("unknown-input", ipath, f"node {name!r}: {type_name} has no input {key!r}", hint, key=True)
+                continue
+            try:
+                binding = parse_binding(value)
+            except BindingError as error:
+                self.add("bad-link", ipath, f"node {name!r}, input {key!r}: {error}")
+                continue
+            if isinstance(binding, Literal):
+                binding = self.check_literal(name, spec, key, binding, ipath)
+                if binding is None:
+                    continue
+            elif isinstance(binding, GraphRef):
+                if binding.name not in self.resolved.inputs:
+                    known = [k for k in self.resolved.inputs]
+                    self.add("unknown-graph-input", ipath,
+                             f"node {name!r}, input {key!r}: ${binding.name} is not a declared graph input",
+                             _did_you_mean(binding.name, known) or f"declare it under `inputs:` (known: {', '.join(known)})")
+                    continue
+                given = self.resolved.inputs[binding.name][0]
+                wanted = spec.inputs[key].type
+                if not fits(given, wanted):
+                    self.add("type-mismatch", ipath,
+                             f"node {name!r}, input {key!r} ({wanted}) cannot take graph input ${binding.name} ({given})",
+                             f"declare ${binding.name} with a type that fits {wanted}")
+            bindings[key] = binding
+        for key, ispec in spec.inputs.items():
+            if ispec.required and key not in inputs:
+                self.add("missing-input", path + ("inputs",) if "inputs" in decl else path,
+                         f"node {name!r}: required input {key!r} ({ispec.type}) is not given",
+                         f"add `{key}:` under the node's inputs" + (" as a link '@node.output'" if not ispec.type.literal else ""),
+                         key=True)
+        self.resolved.nodes[name] = ResolvedNode(name, spec, bindings, device)
+
+    def check_literal(self, name: str, spec: NodeSpec, key: str, binding: Literal, path: tuple) -> Literal | None:
+        ispec = spec.inputs[key]
+        if binding.value is None and not ispec.required:
+            return binding
+        adapter = ispec.adapter
+        if adapter is None:
+            self.add("literal-not-allowed", path,
+                     f"node {name!r}, input {key!r} takes a {ispec.type}, which cannot be written as a literal",
+                     "link it from another node's output: '@node.output'")
+            return None
+        try:
+            value = adapter.validate_python(binding.value)
+        except ValidationError as error:
+            self.add("invalid-value", path, f"node {name!r}, input {key!r}: {_first_message(error)}",
+                     f"expected {ispec.type}" + (f" ({ispec.description})" if ispec.description else ""))
+            return None
+        return Literal(value)
+
+    def check_links(self, nodes: dict) -> None:
+        # Output types may depend on a node's literal inputs (e.g. a Mel's profile), so links are
+        # checked after every node has been read.
+        for name, node in self.resolved.nodes.items():
+            for key, binding in node.bindings.items():
+                if not isinstance(binding, Link):
+                    continue
+                path = ("nodes", name, "inputs", key)
+                source_type = self.link_type(binding, path, f"node {name!r}, input {key!r}", nodes)
+                if source_type is None:
+                    continue
+                wanted = node.spec.inputs[key].type
+                if not fits(source_type, wanted):
+                    self.add("type-mismatch", path,
+                             f"node {name!r}, input {key!r} ({wanted}) cannot take {binding} ({source_type}): "
+                             f"{mismatch_reason(source_type, wanted)}",
+                             f"link an output of type {wanted}" + (" or insert a conversion node" if wanted.name != source_type.name else ""))
+
+    def link_type(self, link: Link, path: tuple, what: str, nodes: dict) -> TypeRef | None:
+        if link.node not in nodes:
+            self.add("unknown-node", path, f"{what}: {link} links to no node {link.node!r}",
+                     _did_you_mean(link.node, [n for n in nodes if isinstance(n, str)]) or "check the node name")
+            return None
+        target = self.resolved.nodes.get(link.node)
+        if target is None:  # the node itself is broken and already reported
+            return None
+        literals = {k: b.value for k, b in target.bindings.items() if isinstance(b, Literal)}
+        types = target.spec.output_types(literals)
+        if link.output not in types:
+            self.add("unknown-output", path, f"{what}: node {link.node!r} ({target.spec.type_name}) has no output {link.output!r}",
+                     f"its outputs: {', '.join(types)}")
+            return None
+        return types[link.output]
+
+    def check_cycles(self) -> None:
+        graph = nx.DiGraph()
+        for name, node in self.resolved.nodes.items():
+            graph.add_node(name)
+            for binding in node.bindings.values():
+                if isinstance(binding, Link) and binding.node in self.resolved.nodes:
+                    graph.add_edge(binding.node, name)
+        for component in nx.strongly_connected_components(graph):
+            members = sorted(component)
+            if len(members) == 1 and not graph.has_edge(members[0], members[0]):
+                continue
+            cycle = nx.find_cycle(graph.subgraph(members))
+            loop = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            first = min(members, key=lambda n: self.positions.of(("nodes", n), key=True))
+            self.add("cycle", ("nodes", first), f"nodes depend on each other in a cycle: {loop}",
+                     "a workflow is a DAG: break the loop (iterations belong inside a node, like the sampling loop)",
+                     key=True)
+            for member in members:  # the rest of the graph is still worth planning
+                self.resolved.nodes.pop(member, None)
+
+    def check_outputs(self, outputs: Any, nodes: dict) -> None:
+        if not isinstance(outputs, dict):
+            self.add("not-a-mapping", ("outputs",), "`outputs` must map output names to '@node.output' links")
+            return
+        for name, value in outputs.items():
+            path = ("outputs", name)
+            try:
+                binding = parse_binding(value)
+            except BindingError as error:
+                self.add("bad-output", path, f"graph output {name!r}: {error}")
+                continue
+            if not isinstance(binding, Link):
+                self.add("bad-output", path, f"graph output {name!r} must name a node output, got {value!r}",
+                         "write '@node.output'")
+                continue
+            if self.link_type(binding, path, f"graph output {name!r}", nodes) is not None:
+                self.resolved.outputs[name] = binding
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _first_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return first["msg"] + (f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else "")
+
+
+def check(data: Any, positions: Positions, registry: Registry, filename: str) -> tuple[list[Problem], Resolved]:
+    checker = _Checker(data, positions, registry, filename)
+    checker.run()
+    problems = sorted(checker.problems, key=lambda p: (p.line, p.column, p.code))
+    return problems, checker.resolved

@@ -1,0 +1,90 @@
+"""Pictures of a graph: Mermaid text, and a self-contained SVG (layered left to right)."""
+from __future__ import annotations
+
+from html import escape
+
+import networkx as nx
+
+from .validate import Resolved
+from .workflow import GraphRef, Link
+
+
+def _edges(resolved: Resolved):
+    for name, node in resolved.nodes.items():
+        for key, binding in node.bindings.items():
+            if isinstance(binding, Link) and binding.node in resolved.nodes:
+                yield binding.node, name, f"{binding.output} → {key}"
+            elif isinstance(binding, GraphRef):
+                yield f"${binding.name}", name, key
+
+
+def mermaid(resolved: Resolved) -> str:
+    """Mermaid flowchart text (paste into any Markdown renderer that supports it)."""
+    ids = {}
+
+    def ident(name: str) -> str:
+        return ids.setdefault(name, f"n{len(ids)}")
+
+    lines = ["flowchart LR"]
+    for name, node in resolved.nodes.items():
+        device = f"<br/><i>{node.device}</i>" if node.device else ""
+        lines.append(f'    {ident(name)}["<b>{name}</b><br/>{node.spec.type_name}{device}"]')
+    for name in {source for source, _, _ in _edges(resolved) if source.startswith("$")}:
+        lines.append(f'    {ident(name)}(["{name}"])')
+    for out, link in resolved.outputs.items():
+        lines.append(f'    {ident("=>" + out)}[/"{out}"/]')
+        lines.append(f'    {ident(link.node)} -->|{link.output}| {ident("=>" + out)}')
+    for source, target, label in _edges(resolved):
+        lines.append(f'    {ident(source)} -->|"{label}"| {ident(target)}')
+    return "\n".join(lines) + "\n"
+
+
+def svg(resolved: Resolved, title: str = "") -> str:
+    """An SVG drawing: graph inputs on the left, then nodes by depth, outputs on the right."""
+    graph = nx.DiGraph()
+    for source, target, label in _edges(resolved):
+        graph.add_edge(source, target, label=label)
+    graph.add_nodes_from(resolved.nodes)
+    for out, link in resolved.outputs.items():
+        graph.add_edge(link.node, "=>" + out, label=link.output)
+    layer = {}
+    for name in nx.topological_sort(graph):
+        preds = list(graph.predecessors(name))
+        layer[name] = 1 + max((layer[p] for p in preds), default=-1)
+    columns: dict[int, list[str]] = {}
+    for name, depth in layer.items():
+        columns.setdefault(depth, []).append(name)
+    box_w, box_h, gap_x, gap_y, pad = 190, 46, 70, 24, 20
+    pos = {}
+    for depth, names in sorted(columns.items()):
+        for row, name in enumerate(sorted(names)):
+            pos[name] = (pad + depth * (box_w + gap_x), pad + 24 + row * (box_h + gap_y))
+    width = pad * 2 + (max(columns) + 1) * (box_w + gap_x) if columns else 200
+    height = pad * 2 + 24 + max((len(v) for v in columns.values()), default=1) * (box_h + gap_y)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="12">',
+             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
+             'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+             f'<text x="{pad}" y="{pad + 4}" font-weight="bold">{escape(title)}</text>']
+    for source, target in graph.edges:
+        (x1, y1), (x2, y2) = pos[source], pos[target]
+        label = graph.edges[source, target].get("label", "")
+        sx, sy, tx, ty = x1 + box_w, y1 + box_h / 2, x2, y2 + box_h / 2
+        mid = (sx + tx) / 2
+        parts.append(f'<path d="M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}" fill="none" stroke="#555" '
+                     f'marker-end="url(#arrow)"/>')
+        parts.append(f'<text x="{mid}" y="{(sy + ty) / 2 - 3}" text-anchor="middle" fill="#333" '
+                     f'font-size="10">{escape(label)}</text>')
+    for name, (x, y) in pos.items():
+        if name.startswith("$"):
+            fill, line1, line2 = "#e8f4e8", name[1:], "graph input"
+        elif name.startswith("=>"):
+            fill, line1, line2 = "#fdf0e0", name[2:], "graph output"
+        else:
+            node = resolved.nodes[name]
+            fill, line1, line2 = "#e8eef8", name, node.spec.type_name + (f" @ {node.device}" if node.device else "")
+        parts.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="8" fill="{fill}" stroke="#335"/>')
+        parts.append(f'<text x="{x + 10}" y="{y + 19}" font-weight="bold">{escape(line1)}</text>')
+        parts.append(f'<text x="{x + 10}" y="{y + 36}" fill="#444">{escape(line2)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

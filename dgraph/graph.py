@@ -1,0 +1,299 @@
+"""`Graph`: a workflow loaded from a file (or built in Python), validated, and executed.
+
+    g = Graph.load("workflows/ddpm.yaml")                 # a path, hf://owner/repo/file.yaml@rev, or a dict
+    result = g.execute(seed=3, steps=20)                  # graph inputs by name; typed outputs by name
+    result = g.execute(seed=4)                            # models and text embeddings come from the cache
+
+    g = Graph()
+    steps = g.input("steps", "int", default=10)
+    noise = g.add("tensor.noise", shape=[1, 3, 8, 8])
+    g.output("noise", noise.tensor)
+    g.save("mine.yaml")
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .configuration import write_text_atomic
+from .engine.cache import ResultCache
+from .engine.events import Event
+from .engine.executor import Executor, LocalExecutor, RunRequest
+from .engine.plan import Plan, make_plan
+from .engine.problems import Problem, WorkflowError
+from .engine.registry import Registry, default_registry
+from .engine.validate import Resolved, check, literal_adapter
+from .engine.workflow import (FORMAT_VERSION, NODE_NAME, ParseError, Positions, WorkflowFile, dump_text,
+                              parse_text)
+from .errors import DgraphError
+from .hub import HF_SCHEME, Source, fetch_file, parse_source
+from .node import CancelToken
+
+
+class Result(dict):
+    """The graph outputs of one execution, by name (also as attributes)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no output {name!r}; outputs: {', '.join(self)}") from None
+
+
+class OutputRef:
+    """`node.output` in the Python builder; becomes '@node.output' in the file."""
+
+    def __init__(self, node: str, output: str):
+        self.node, self.output = node, output
+
+    def __str__(self) -> str:
+        return f"@{self.node}.{self.output}"
+
+
+class InputRef:
+    """A graph input in the Python builder; becomes '$name' in the file."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+class NodeRef:
+    """A node added with `Graph.add`; its attributes are its outputs."""
+
+    def __init__(self, graph: "Graph", name: str):
+        self._graph, self.name = graph, name
+
+    def __getattr__(self, output: str) -> OutputRef:
+        if output.startswith("_"):
+            raise AttributeError(output)
+        decl = self._graph._data["nodes"][self.name]
+        spec = self._graph.registry.get(decl["type"])
+        if spec is not None and output not in spec.outputs:
+            raise AttributeError(f"node {self.name!r} ({decl['type']}) has no output {output!r}; "
+                                 f"outputs: {', '.join(spec.outputs)}")
+        return OutputRef(self.name, output)
+
+
+def _as_file_value(value: Any) -> Any:
+    if isinstance(value, (OutputRef, InputRef)):
+        return str(value)
+    if isinstance(value, str) and value.startswith(("@", "$")):
+        return {"literal": value}
+    return value
+
+
+class Graph:
+    """A workflow graph. See the module docstring."""
+
+    def __init__(self, data: dict[str, Any] | None = None, *, registry: Registry | None = None,
+                 filename: str = "<graph>", positions: Positions | None = None, base: Any = None,
+                 executor: Executor | None = None):
+        self._data = data if data is not None else {"dgraph": FORMAT_VERSION, "nodes": {}}
+        self.registry = registry or default_registry()
+        self.filename = filename
+        self.positions = positions or Positions()
+        self.base = base  # where relative sources in the file resolve
+        self.executor = executor or LocalExecutor()
+        self.cache = ResultCache()
+        self._resolved: Resolved | None = None
+        self._problems: list[Problem] | None = None
+
+    # ---- loading and saving ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: str | os.PathLike | dict[str, Any], *, registry: Registry | None = None) -> "Graph":
+        """Load and validate a workflow: a path, `hf://owner/repo/path.yaml@rev`, or a dict.
+
+        Raises `WorkflowError` holding every problem found.
+        """
+        if isinstance(source, dict):
+            graph = cls(copy.deepcopy(source), registry=registry, filename="<dict>")
+        else:
+            text, filename, base = read_workflow_text(source)
+            graph = cls.from_text(text, filename, registry=registry, base=base)
+        graph.check()
+        return graph
+
+    @classmethod
+    def from_text(cls, text: str, filename: str = "<string>", *, registry: Registry | None = None,
+                  base: Any = None) -> "Graph":
+        """Parse workflow text without raising on validation problems (see `problems`)."""
+        try:
+            data, positions = parse_text(text, filename)
+        except ParseError as error:
+            raise WorkflowError([Problem("yaml-syntax", error.message, "fix the YAML syntax at this position",
+                                         filename, error.line, error.column)]) from None
+        return cls(data, registry=registry, filename=filename, positions=positions, base=base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical plain-data form of the workflow."""
+        self.check()
+        return WorkflowFile.model_validate(self._data).to_dict()
+
+    def to_text(self, fmt: str = "yaml") -> str:
+        return dump_text(self.to_dict(), fmt)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the workflow as YAML (or JSON for a .json path), atomically."""
+        path = Path(path)
+        write_text_atomic(path, self.to_text("json" if path.suffix.lower() == ".json" else "yaml"))
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def _analyse(self) -> None:
+        if self._problems is None:
+            self._problems, self._resolved = check(self._data, self.positions, self.registry, self.filename)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Every problem in the workflow (empty when it is valid)."""
+        self._analyse()
+        return list(self._problems)
+
+    def check(self) -> None:
+        """Raise `WorkflowError` with every problem, if there are any."""
+        if self.problems:
+            raise WorkflowError(self.problems)
+
+    @property
+    def resolved(self) -> Resolved:
+        self.check()
+        return self._resolved
+
+    def _changed(self) -> None:
+        self._problems = self._resolved = None
+
+    # ---- building in Python -------------------------------------------------------------------------
+    def add(self, type_name: str, name: str | None = None, *, device: str | None = None, **inputs: Any) -> NodeRef:
+        """Add a node; inputs are literals, `other_node.output` refs, or `graph.input(...)` refs."""
+        nodes = self._data.setdefault("nodes", {})
+        if name is None:
+            stem = type_name.rsplit(".", 1)[-1]
+            name, n = stem, 2
+            while name in nodes:
+                name, n = f"{stem}_{n}", n + 1
+        elif name in nodes:
+            raise DgraphError(f"a node named {name!r} already exists")
+        if not NODE_NAME.match(name):
+            raise DgraphError(f"node name {name!r} is not an identifier (letters, digits, _ and -)")
+        decl: dict[str, Any] = {"type": type_name}
+        if device is not None:
+            decl["device"] = device
+        if inputs:
+            decl["inputs"] = {k: _as_file_value(v) for k, v in inputs.items()}
+        nodes[name] = decl
+        self._changed()
+        return NodeRef(self, name)
+
+    def input(self, name: str, type: str, default: Any = ..., description: str = "") -> InputRef:
+        """Declare a graph input."""
+        decl: dict[str, Any] = {"type": type}
+        if default is not ...:
+            decl["default"] = default
+        if description:
+            decl["description"] = description
+        self._data.setdefault("inputs", {})[name] = decl
+        self._changed()
+        return InputRef(name)
+
+    def output(self, name: str, ref: OutputRef) -> None:
+        """Declare a graph output."""
+        self._data.setdefault("outputs", {})[name] = str(ref)
+        self._changed()
+
+    def set(self, target: str, value: Any) -> None:
+        """Override part of the workflow: `name` sets a graph input's default, `node.input` a node's input
+        (or `node.device` its placement, when the node has no input of that name)."""
+        node, _, key = target.partition(".")
+        if not key:
+            inputs = self._data.get("inputs") or {}
+            if node not in inputs and node != "seed":
+                raise DgraphError(f"--set {target}: no graph input {node!r}; inputs: {', '.join(inputs) or 'none'} "
+                                  f"(to change a node's input write node.input)")
+            if node == "seed" and node not in inputs:
+                self._data.setdefault("inputs", {})["seed"] = {"type": "int"}
+            self._data["inputs"][node]["default"] = value
+        else:
+            nodes = self._data.get("nodes") or {}
+            if node not in nodes:
+                raise DgraphError(f"--set {target}: no node {node!r}; nodes: {', '.join(nodes)}")
+            spec = self.registry.get(nodes[node].get("type", ""))
+            if key == "device" and (spec is None or "device" not in spec.inputs):
+                nodes[node]["device"] = value
+            else:
+                if spec is not None and key not in spec.inputs:
+                    raise DgraphError(f"--set {target}: node {node!r} ({spec.type_name}) has no input {key!r}; "
+                                      f"inputs: {', '.join(spec.inputs)}")
+                nodes[node].setdefault("inputs", {})[key] = _as_file_value(value)
+        self._changed()
+
+    # ---- running ------------------------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.resolved.inputs)
+
+    def plan(self, outputs: list[str] | None = None) -> Plan:
+        return make_plan(self.resolved, outputs)
+
+    def bind_inputs(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Graph input values for a run: defaults, overridden by `values`, each checked against its type."""
+        declared = self.resolved.inputs
+        unknown = [k for k in values if k not in declared]
+        if unknown:
+            raise DgraphError(f"unknown graph input(s) {', '.join(map(repr, unknown))}; "
+                              f"this workflow takes: {', '.join(declared)}")
+        bound: dict[str, Any] = {}
+        for name, (type_ref, has_default, default) in declared.items():
+            if name in values:
+                value = values[name]
+                adapter = literal_adapter(type_ref.name)
+                if adapter is not None:
+                    try:
+                        value = adapter.validate_python(value)
+                    except Exception as error:
+                        raise DgraphError(f"graph input {name!r} expects {type_ref.name}, got {value!r}: "
+                                          f"{getattr(error, 'errors', lambda: [{'msg': error}])()[0]['msg']}") from None
+                bound[name] = value
+            elif has_default:
+                bound[name] = default
+            else:
+                raise DgraphError(f"graph input {name!r} ({type_ref}) has no default: pass it "
+                                  f"(--{name.replace('_', '-')} VALUE on the command line, {name}=... in Python)")
+        return bound
+
+    def execute(self, outputs: list[str] | None = None, *, device: str | None = None, force_device: bool = False,
+                on_event: Callable[[Event], None] | None = None, cancel: CancelToken | None = None,
+                output_dir: str | os.PathLike | None = None, **inputs: Any) -> Result:
+        """Run the graph and return its outputs by name. Keyword arguments are graph inputs (`seed=3`)."""
+        bound = self.bind_inputs(inputs)
+        request = RunRequest(
+            resolved=self.resolved, plan=self.plan(outputs), inputs=bound, seed=int(bound.get("seed", 0)),
+            device=device, force_device=force_device, cache=self.cache, on_event=on_event,
+            cancel=cancel or CancelToken(), output_dir=Path(output_dir) if output_dir is not None else Path("outputs"),
+            workflow=self.to_dict(), base=self.base)
+        return Result(self.executor.run(request))
+
+
+def read_workflow_text(source: str | os.PathLike) -> tuple[str, str, Any]:
+    """The text of a workflow file, a name for messages, and the base its relative sources resolve against."""
+    text_source = os.fspath(source)
+    if text_source.startswith(HF_SCHEME):
+        parsed = parse_source(text_source)
+        if not parsed.path or "/" not in parsed.path and "." not in parsed.path:
+            raise DgraphError(f"{text_source}: name a workflow file inside the repo, e.g. "
+                              f"hf://{parsed.location}/workflow.yaml (for a diffusers pipeline repo use `dgraph run` on it directly)")
+        folder, _, name = parsed.path.rpartition("/")
+        base = replace(parsed, path=folder)
+        path = fetch_file(base, name)
+        return path.read_text(encoding="utf-8"), text_source, base
+    path = Path(text_source)
+    if not path.is_file():
+        raise DgraphError(f"{path}: no such workflow file")
+    try:
+        return path.read_text(encoding="utf-8"), str(path), str(path.resolve().parent)
+    except UnicodeDecodeError:
+        raise DgraphError(f"{path}: not a UTF-8 text file") from None

@@ -1,0 +1,239 @@
+"""Node types: typed Python functions with a stable dotted name and a version.
+
+    @node("math.add", version=1)
+    def add(a: float, b: float = 0.0) -> float:
+        "Add two numbers."
+        return a + b
+
+Inputs come from the parameters' annotations (see dgraph.types), outputs from the return annotation: a
+single type gives one output named after it in snake case (`-> Latent` gives `latent`, override with
+`output=`), a NamedTuple gives one output per field. Plain parameters (numbers, strings, enums) are
+validated by pydantic: constrain them with `Annotated[int, Field(ge=1, le=1000)]`. A parameter annotated
+`Context` receives the run context (device, seeded randomness, progress, cancellation, output folder)
+instead of being an input. Nodes never reach into global state: everything comes in through arguments.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from pydantic import TypeAdapter
+
+from .errors import Cancelled, DgraphError
+from .types import TypeRef, type_of
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_MISSING = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: TypeRef
+    required: bool
+    default: Any = None
+    description: str = ""
+    annotation: Any = None
+
+    @property
+    def adapter(self) -> TypeAdapter | None:
+        """A pydantic validator for literal values of this input (None for object ports)."""
+        if not self.type.literal:
+            return None
+        return _adapter(self.annotation)
+
+
+_ADAPTERS: dict[Any, TypeAdapter] = {}
+
+
+def _adapter(annotation: Any) -> TypeAdapter:
+    key = repr(annotation)
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = TypeAdapter(annotation)
+    return _ADAPTERS[key]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    type: TypeRef
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything the engine knows about a node type."""
+
+    type_name: str
+    version: int
+    description: str
+    fn: Callable[..., Any]
+    inputs: dict[str, InputSpec]
+    outputs: dict[str, OutputSpec]
+    context_arg: str | None = None
+    random: bool = False
+    refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None
+    tuple_output: bool = False
+    pack: str = ""
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+    def output_types(self, literals: dict[str, Any]) -> dict[str, TypeRef]:
+        """Output types, refined from the node's literal inputs where the node says how (e.g. a Mel's profile)."""
+        types = {name: out.type for name, out in self.outputs.items()}
+        if self.refine is not None:
+            try:
+                refined = self.refine(literals) or {}
+            except Exception:  # a refine hook must never hide the real validation error
+                refined = {}
+            types.update(refined)
+        return types
+
+    def call(self, context: "Context", arguments: dict[str, Any]) -> dict[str, Any]:
+        """Run the node; returns its outputs by name."""
+        kwargs = dict(arguments)
+        if self.context_arg:
+            kwargs[self.context_arg] = context
+        result = self.fn(**kwargs)
+        if self.tuple_output:
+            return dict(zip(self.outputs, result))
+        (name,) = self.outputs
+        return {name: result}
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def node(type_name: str, *, version: int = 1, description: str | None = None, output: str | None = None,
+         random: bool = False, refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None):
+    """Declare a function as a node type (see the module docstring)."""
+    if not _NAME.match(type_name):
+        raise ValueError(f"node type name {type_name!r} must be dotted lowercase, like 'image.save'")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"{type_name}: version must be a positive int")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__dgraph_node__ = _spec_from_function(fn, type_name, version, description, output, random, refine)
+        return fn
+
+    return wrap
+
+
+def spec_of(obj: Any) -> NodeSpec | None:
+    return getattr(obj, "__dgraph_node__", None)
+
+
+def _spec_from_function(fn, type_name, version, description, output, random, refine) -> NodeSpec:
+    hints = typing.get_type_hints(fn, include_extras=True)
+    inputs: dict[str, InputSpec] = {}
+    context_arg = None
+    doc = inspect.getdoc(fn) or ""
+    for name, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{type_name}: *args/**kwargs are not allowed in a node function")
+        if name not in hints:
+            raise TypeError(f"{type_name}: parameter {name!r} needs a type annotation")
+        if hints[name] is Context:
+            context_arg = name
+            continue
+        ref, optional = type_of(hints[name])
+        has_default = param.default is not _MISSING
+        inputs[name] = InputSpec(name, ref, required=not has_default and not optional,
+                                 default=param.default if has_default else None,
+                                 description=_param_doc(doc, name), annotation=hints[name])
+    if "return" not in hints:
+        raise TypeError(f"{type_name}: the function needs a return annotation (its output type)")
+    returned = hints["return"]
+    tuple_output = isinstance(returned, type) and issubclass(returned, tuple) and hasattr(returned, "_fields")
+    if tuple_output:
+        field_hints = typing.get_type_hints(returned, include_extras=True)
+        outputs = {f: OutputSpec(f, type_of(field_hints[f])[0]) for f in returned._fields}
+    else:
+        ref, _ = type_of(returned)
+        name = output or (snake_case(ref.name) if ref.name not in ("enum", "list") else "value")
+        outputs = {name: OutputSpec(name, ref)}
+    summary = description or (doc.splitlines()[0] if doc else "")
+    if not summary:
+        raise TypeError(f"{type_name}: give a one-line description (docstring or description=)")
+    return NodeSpec(type_name, version, summary, fn, inputs, outputs, context_arg, random, refine, tuple_output)
+
+
+def _param_doc(doc: str, name: str) -> str:
+    """The text after `name:` in the docstring's argument list, if there is one."""
+    match = re.search(rf"^\s*{re.escape(name)}:\s*(.+)$", doc, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+# ---------------------------------------------------------------------------------------------------
+class CancelToken:
+    """Set from another thread (or a signal handler) to stop a run at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class Context:
+    """What a running node may use besides its inputs."""
+
+    node: str
+    device: torch.device
+    seed: int
+    random: bool = False
+    output_dir: Path | None = None
+    emit: Callable[[Any], None] | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    workflow: dict[str, Any] | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    base: Any = None  # where relative sources resolve: the workflow file's folder, or its hub Source
+
+    def resolve_source(self, text: str):
+        """A weights source written in the workflow, resolved against the workflow's own location."""
+        from .hub import parse_source
+
+        return parse_source(text, self.base)
+
+    def generator(self, salt: str = "") -> torch.Generator:
+        """A CPU generator seeded from the graph seed and this node's name (and `salt`).
+
+        The same seed gives the same numbers whatever the device and whatever else the graph holds.
+        """
+        if not self.random:
+            raise DgraphError(f"node {self.node!r} draws random numbers but its type is not declared random=True")
+        return torch.Generator("cpu").manual_seed(derive_seed(self.seed, self.node + salt))
+
+    def progress(self, step: int, total: int) -> None:
+        """Report step `step` of `total` inside a loop; also the point where cancellation takes effect."""
+        self.check_cancelled()
+        if self.emit is not None:
+            from .engine.events import Event
+
+            self.emit(Event("step", self.node, step=step, total=total))
+
+    def check_cancelled(self) -> None:
+        if self.cancel.cancelled:
+            raise Cancelled(f"cancelled during node {self.node!r}")
+
+    def output_path(self, relative: str) -> Path:
+        """A path inside the output folder; refuses anything that would leave it."""
+        from .engine.paths import safe_output_path
+
+        if self.output_dir is None:
+            raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
+        return safe_output_path(self.output_dir, relative)
+
+
+def derive_seed(seed: int, name: str) -> int:
+    digest = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
