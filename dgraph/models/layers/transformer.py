@@ -87,9 +87,9 @@ class BasicTransformerBlock(nn.Module):
     def forward(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
                 encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # In only-cross mode attn1 reads the context but, as in diffusers, still takes `attention_mask`.
         hidden = hidden + self.attn1(self.norm1(hidden),
-                                     encoder_hidden_states if self.only_cross_attention else None,
-                                     encoder_attention_mask if self.only_cross_attention else attention_mask)
+                                     encoder_hidden_states if self.only_cross_attention else None, attention_mask)
         if self.attn2 is not None:
             hidden = hidden + self.attn2(self.norm2(hidden), encoder_hidden_states, encoder_attention_mask)
         return hidden + self.ff(self.norm3(hidden))
