@@ -2,3 +2,4 @@ from .modeling import ModelMixin
 from .unet_2d import UNet2DModel
 from .vocoders import DiffWaveModel, FastDiffModel, HiFiGANGenerator
 from .unet_2d_condition import UNet2DConditionModel
+from .unet_3d_condition import UNet3DConditionModel
