@@ -1,0 +1,287 @@
+"""What every scheduler shares: the config file, the training schedule, and the per-run object.
+
+A scheduler object holds only its config and the tables that follow from it (betas, alphas,
+alpha_bar); it does not change after construction. Everything a sampling run changes — the step
+index, the multistep history, the half-finished Heun step — lives in a `SamplingRun` that
+`scheduler.start(num_inference_steps)` returns. Two runs on one scheduler never see each other,
+so one scheduler can serve two branches of a graph at the same time.
+
+The diffusers-style calls on the scheduler itself (`set_timesteps`, `step`, `scale_model_input`,
+`timesteps`, `init_noise_sigma`) work too: `set_timesteps` starts a default run, the others use it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator
+
+import torch
+
+from ..configuration import ConfigMixin
+from ..errors import ConfigError
+from ..hub import Source
+from .betas import make_betas
+
+
+@dataclass
+class SchedulerOutput:
+    """The result of one step: the sample for the next model call and the current estimate of x0."""
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None = None
+
+    def __getitem__(self, index: int) -> torch.Tensor | None:
+        # Lets `step(...)[0]` work as it does with diffusers' outputs.
+        return (self.prev_sample, self.pred_original_sample)[index]
+
+
+def gaussian_noise(like: torch.Tensor, generator: torch.Generator | None,
+                   dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like `like`, drawn on the generator's device, then moved to `like`'s.
+
+    The engine passes a seeded CPU generator, so the same seed gives the same noise on every device.
+    Without a generator the draw comes from torch's global CPU generator (not reproducible).
+    """
+    device = generator.device if generator is not None else torch.device("cpu")
+    noise = torch.randn(like.shape, generator=generator, device=device, dtype=dtype or like.dtype)
+    return noise.to(like.device)
+
+
+def predicted_x0(prediction_type: str, model_output: torch.Tensor, sample: torch.Tensor,
+                 alpha: float, sigma: float) -> torch.Tensor:
+    """x0 from a model output, with x_t = alpha·x0 + sigma·noise (alpha² + sigma² = 1)."""
+    if prediction_type == "epsilon":
+        return (sample - sigma * model_output) / alpha
+    if prediction_type == "sample":
+        return model_output
+    if prediction_type == "v_prediction":
+        return alpha * sample - sigma * model_output
+    raise ConfigError(f"prediction_type {prediction_type!r} is not one of epsilon, sample, v_prediction")
+
+
+def check_choice(owner: str, key: str, value: Any, choices: tuple) -> None:
+    """Refuse a config value outside `choices` with a message naming the key and the choices."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{owner}: {key}={value!r} is not supported; use one of {listed}")
+
+
+def refuse_unsupported(owner: str, **options: tuple[Any, Any]) -> None:
+    """Config keys diffusers writes that dgraph reads but does not implement beyond their default.
+
+    Each option is given as (value, default); a file that sets one to anything else is refused, so a
+    config never silently means something different here than in diffusers.
+    """
+    for key, (value, default) in options.items():
+        if value != default:
+            raise ConfigError(f"{owner}: {key}={value!r} is not supported by dgraph; "
+                              f"remove it from the config or set it to {default!r}")
+
+
+class SamplingRun:
+    """The mutable state of one sampling loop over a shared, immutable scheduler.
+
+    Subclasses implement `_step(index, model_output, sample, generator)`. The step index starts at
+    the first timestep; if the first `step` is called with a later timestep (img2img), the run starts
+    from there, as diffusers does.
+    """
+
+    def __init__(self, scheduler: "Scheduler", timesteps: torch.Tensor, sigmas: torch.Tensor | None = None,
+                 init_noise_sigma: float = 1.0):
+        self.scheduler = scheduler
+        self.timesteps = timesteps
+        self.sigmas = sigmas
+        self.init_noise_sigma = init_noise_sigma
+        self.step_index: int | None = None
+
+    @property
+    def config(self):
+        return self.scheduler.config
+
+    @property
+    def order(self) -> int:
+        return self.scheduler.order
+
+    @property
+    def num_inference_steps(self) -> int:
+        return len(self)
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter(self.timesteps)
+
+    def index_for_timestep(self, timestep: float | torch.Tensor) -> int:
+        """Where `timestep` sits in this run (the second match when it repeats, as in Heun's schedule)."""
+        matches = (self.timesteps == torch.as_tensor(timestep).to(self.timesteps.device)).nonzero()
+        if len(matches) == 0:
+            raise ConfigError(f"{type(self.scheduler).__name__}: timestep {float(timestep)} is not in this run's "
+                              f"timesteps; pass one of run.timesteps")
+        return int(matches[1 if len(matches) > 1 else 0])
+
+    def _current_index(self, timestep: float | torch.Tensor | None) -> int:
+        if self.step_index is None:
+            first = self.timesteps[0]
+            if timestep is None or float(timestep) == float(first):
+                self.step_index = 0
+            else:
+                self.step_index = self.index_for_timestep(timestep)
+        if self.step_index >= len(self.timesteps):
+            raise ConfigError(f"{type(self.scheduler).__name__}: this run has already taken all its "
+                              f"{len(self.timesteps)} steps; start a new run")
+        return self.step_index
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
+        """The model input for this step (unchanged for the alpha-based samplers)."""
+        return sample
+
+    def step(self, model_output: torch.Tensor, timestep: float | torch.Tensor | None, sample: torch.Tensor,
+             generator: torch.Generator | None = None, **options) -> SchedulerOutput:
+        """Advance one step: from x_t and the model output at `timestep`, compute x_{t-1} and x0.
+
+        `generator` is used only by the stochastic samplers; `options` are per-step overrides that a
+        family documents (DDIM's `eta`).
+        """
+        index = self._current_index(timestep)
+        output = self._step(index, model_output, sample, generator, **options)
+        self.step_index = index + 1
+        return output
+
+    def _step(self, index: int, model_output: torch.Tensor, sample: torch.Tensor,
+              generator: torch.Generator | None, **options) -> SchedulerOutput:
+        raise NotImplementedError
+
+
+class Scheduler(ConfigMixin):
+    """Base of all schedulers: config I/O in `scheduler_config.json` and the training noise schedule."""
+
+    config_name: ClassVar[str] = "scheduler_config.json"
+    order: ClassVar[int] = 1
+
+    def _init_schedule(self, num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
+                       trained_betas, rescale_betas_zero_snr: bool = False) -> None:
+        betas = make_betas(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
+                           rescale_betas_zero_snr, owner=type(self).__name__)
+        if trained_betas is None and len(betas) != num_train_timesteps:
+            raise ConfigError(f"{type(self).__name__}: schedule length {len(betas)} != num_train_timesteps")
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self._default_run: SamplingRun | None = None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if self.__dict__.get("_frozen") and key != "_default_run":
+            raise AttributeError(f"{type(self).__name__} is immutable after construction; build a new one with "
+                                 f"{type(self).__name__}.from_config(scheduler.config, {key}=...)")
+        object.__setattr__(self, key, value)
+
+    def _freeze(self) -> None:
+        self._frozen = True
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.betas)
+
+    def __len__(self) -> int:
+        return self.num_train_timesteps
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self.config)!r})"
+
+    # ---- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained: str | os.PathLike | Source, subfolder: str | None = None,
+                        revision: str | None = None, **overrides):
+        """Build from `scheduler_config.json` in a folder, Hub repo (`owner/name`, `hf://...`) or package."""
+        return cls.from_config(cls.load_config(pretrained, subfolder, revision), **overrides)
+
+    # ---- coefficients of the training process, for hand-written loops -----------------------------
+    def _table(self, table: torch.Tensor, timestep) -> torch.Tensor:
+        index = torch.as_tensor(timestep, device=torch.device("cpu")).long()
+        if (index < 0).any() or (index >= len(table)).any():
+            raise ConfigError(f"{type(self).__name__}: timestep {timestep} is outside [0, {len(table) - 1}]")
+        return table[index]
+
+    def beta_t(self, timestep) -> torch.Tensor:
+        """beta_t, the variance of the noise added at training step t."""
+        return self._table(self.betas, timestep)
+
+    def alpha_t(self, timestep) -> torch.Tensor:
+        """alpha_t = 1 - beta_t."""
+        return self._table(self.alphas, timestep)
+
+    def alpha_bar_t(self, timestep) -> torch.Tensor:
+        """alpha_bar_t = prod_{s<=t} alpha_s: x_t = sqrt(alpha_bar_t)·x0 + sqrt(1 - alpha_bar_t)·noise."""
+        return self._table(self.alphas_cumprod, timestep)
+
+    def posterior_variance(self, timestep, prev_timestep=None) -> torch.Tensor:
+        """Variance of q(x_prev | x_t, x0): (1 - alpha_bar_prev) / (1 - alpha_bar_t) · (1 - alpha_bar_t / alpha_bar_prev).
+
+        `prev_timestep` defaults to t - 1; a negative one means the clean sample (alpha_bar = 1).
+        """
+        t = int(timestep)
+        prev = t - 1 if prev_timestep is None else int(prev_timestep)
+        alpha_bar = self.alpha_bar_t(t)
+        alpha_bar_prev = self.alpha_bar_t(prev) if prev >= 0 else torch.tensor(1.0)
+        return (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The forward process: sqrt(alpha_bar_t)·x0 + sqrt(1 - alpha_bar_t)·noise, one t per batch item."""
+        alpha_bar = self.alphas_cumprod.to(original_samples.device, original_samples.dtype)
+        alpha_bar = alpha_bar[timesteps.to(original_samples.device)].flatten()
+        shape = (-1,) + (1,) * (original_samples.ndim - 1)
+        return alpha_bar.sqrt().reshape(shape) * original_samples + (1 - alpha_bar).sqrt().reshape(shape) * noise
+
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The v-prediction target: sqrt(alpha_bar_t)·noise - sqrt(1 - alpha_bar_t)·x0."""
+        alpha_bar = self.alphas_cumprod.to(sample.device, sample.dtype)[timesteps.to(sample.device)].flatten()
+        shape = (-1,) + (1,) * (sample.ndim - 1)
+        return alpha_bar.sqrt().reshape(shape) * noise - (1 - alpha_bar).sqrt().reshape(shape) * sample
+
+    # ---- sampling runs -----------------------------------------------------------------------------
+    def start(self, num_inference_steps: int, device: str | torch.device | None = None, **options) -> SamplingRun:
+        """A new, independent sampling run of `num_inference_steps` steps."""
+        raise NotImplementedError
+
+    # ---- the diffusers-style API, over a default run -----------------------------------------------
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                      **options) -> None:
+        """Start the default run that `step`, `timesteps`, `scale_model_input` and friends use."""
+        self._default_run = self.start(num_inference_steps, device=device, **options)
+
+    def _run(self) -> SamplingRun:
+        if self._default_run is None:
+            raise ConfigError(f"{type(self).__name__}: call set_timesteps(num_inference_steps) before stepping, "
+                              f"or use run = scheduler.start(num_inference_steps)")
+        return self._default_run
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        if self._default_run is None:
+            return torch.arange(self.num_train_timesteps - 1, -1, -1)
+        return self._default_run.timesteps
+
+    @property
+    def sigmas(self) -> torch.Tensor | None:
+        return self._run().sigmas
+
+    @property
+    def num_inference_steps(self) -> int | None:
+        return None if self._default_run is None else len(self._default_run)
+
+    @property
+    def step_index(self) -> int | None:
+        return None if self._default_run is None else self._default_run.step_index
+
+    @property
+    def init_noise_sigma(self) -> float:
+        return self._run().init_noise_sigma
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
+        return self._run().scale_model_input(sample, timestep)
+
+    def step(self, model_output: torch.Tensor, timestep: float | torch.Tensor, sample: torch.Tensor,
+             generator: torch.Generator | None = None, return_dict: bool = True, **kwargs):
+        output = self._run().step(model_output, timestep, sample, generator=generator, **kwargs)
+        return output if return_dict else (output.prev_sample, output.pred_original_sample)

@@ -1,0 +1,63 @@
+"""Training noise schedules: the betas a model was trained with, and what follows from them."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..errors import ConfigError
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+def cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
+    """Betas of the cosine schedule (Nichol & Dhariwal 2021), as GLIDE and improved DDPM use it.
+
+    alpha_bar(t) = cos²((t + s) / (1 + s) · π/2) with s = 0.008, and each beta is read off two
+    neighbouring alpha_bars, capped at `max_beta` so the last steps stay finite.
+    """
+    def alpha_bar(fraction: float) -> float:
+        return math.cos((fraction + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = []
+    for i in range(num_train_timesteps):
+        ratio = alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps)
+        betas.append(min(1.0 - ratio, max_beta))
+    return torch.tensor(betas, dtype=torch.float32)
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Shift and scale sqrt(alpha_bar) so that the last step has zero signal (Lin et al. 2023, Alg. 1).
+
+    The first step keeps its value, so the start of the schedule is unchanged.
+    """
+    root = torch.cumprod(1.0 - betas, dim=0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alpha_bar = root ** 2
+    alphas = torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1.0 - alphas
+
+
+def make_betas(num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
+               trained_betas: Sequence[float] | None = None, rescale_betas_zero_snr: bool = False,
+               owner: str = "scheduler") -> torch.Tensor:
+    """The float32 betas named by a scheduler config (explicit `trained_betas` win over the schedule)."""
+    if trained_betas is not None:
+        betas = torch.tensor(list(trained_betas), dtype=torch.float32)
+        if betas.ndim != 1 or len(betas) == 0:
+            raise ConfigError(f"{owner}: trained_betas must be a non-empty list of numbers")
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+    elif beta_schedule == "scaled_linear":
+        # Latent diffusion: linear in sqrt(beta).
+        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float32) ** 2
+    elif beta_schedule == "squaredcos_cap_v2":
+        betas = cosine_betas(num_train_timesteps)
+    else:
+        raise ConfigError(f"{owner}: beta_schedule {beta_schedule!r} is not supported; "
+                          f"use one of {', '.join(BETA_SCHEDULES)} or give trained_betas")
+    if rescale_betas_zero_snr:
+        betas = rescale_zero_terminal_snr(betas)
+    return betas

@@ -1,0 +1,130 @@
+"""PNDM / PLMS (Liu et al. 2022): pseudo numerical methods on the DDIM transfer function.
+
+With `skip_prk_steps=True` this is PLMS: linear multistep (Adams–Bashforth) on the noise prediction,
+warmed up with a two-evaluation step. Otherwise the first steps use pseudo Runge–Kutta (4 model
+calls per step) and the rest pseudo linear multistep.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..configuration import register_to_config
+from ..errors import ConfigError
+from .base import SamplingRun, Scheduler, SchedulerOutput, check_choice
+from .spacing import spaced_timesteps
+
+
+class PNDMRun(SamplingRun):
+    """One PNDM run: its Runge–Kutta and multistep history live here."""
+
+    def __init__(self, scheduler: "PNDMScheduler", timesteps: torch.Tensor, prk_timesteps: np.ndarray,
+                 num_inference_steps: int):
+        super().__init__(scheduler, timesteps)
+        self.prk_timesteps = prk_timesteps
+        self.stride = scheduler.num_train_timesteps // num_inference_steps
+        self.counter = 0
+        self.ets: list[torch.Tensor] = []  # past noise predictions, oldest first
+        self.cur_model_output: torch.Tensor | float = 0.0
+        self.cur_sample: torch.Tensor | None = None
+
+    def _step(self, index, model_output, sample, generator, **options):
+        timestep = int(self.timesteps[index])
+        if self.counter < len(self.prk_timesteps) and not self.config.skip_prk_steps:
+            return self._step_prk(model_output, timestep, sample)
+        return self._step_plms(model_output, timestep, sample)
+
+    def _step_prk(self, model_output, timestep, sample):
+        # Four evaluations per step: at t, twice at t - stride/2, and at t - stride (RK4 weights 1/6, 1/3, 1/3, 1/6).
+        half = self.stride // 2
+        prev_timestep = timestep - (0 if self.counter % 2 else half)
+        timestep = int(self.prk_timesteps[self.counter // 4 * 4])
+        phase = self.counter % 4
+        if phase == 0:
+            self.cur_model_output = self.cur_model_output + model_output / 6
+            self.ets.append(model_output)
+            self.cur_sample = sample
+        elif phase in (1, 2):
+            self.cur_model_output = self.cur_model_output + model_output / 3
+        else:
+            model_output = self.cur_model_output + model_output / 6
+            self.cur_model_output = 0.0
+        start = self.cur_sample if self.cur_sample is not None else sample
+        self.counter += 1
+        return self._transfer(start, timestep, prev_timestep, model_output)
+
+    def _step_plms(self, model_output, timestep, sample):
+        if not self.config.skip_prk_steps and len(self.ets) < 3:
+            raise ConfigError("PNDMScheduler: the multistep phase needs the 3 Runge-Kutta warm-up steps first; "
+                              "step through run.timesteps from the start")
+        prev_timestep = timestep - self.stride
+        if self.counter != 1:
+            self.ets = self.ets[-3:]
+            self.ets.append(model_output)
+        else:
+            # Second half of the warm-up step: evaluate again one stride lower and average.
+            prev_timestep, timestep = timestep, timestep + self.stride
+
+        ets = self.ets
+        if len(ets) == 1 and self.counter == 0:
+            self.cur_sample = sample
+        elif len(ets) == 1 and self.counter == 1:
+            model_output = (model_output + ets[-1]) / 2
+            sample, self.cur_sample = self.cur_sample, None
+        elif len(ets) == 2:
+            model_output = (3 * ets[-1] - ets[-2]) / 2
+        elif len(ets) == 3:
+            model_output = (23 * ets[-1] - 16 * ets[-2] + 5 * ets[-3]) / 12
+        else:
+            model_output = (55 * ets[-1] - 59 * ets[-2] + 37 * ets[-3] - 9 * ets[-4]) / 24
+        self.counter += 1
+        return self._transfer(sample, timestep, prev_timestep, model_output)
+
+    def _transfer(self, sample, timestep, prev_timestep, model_output):
+        """Liu et al. eq. 11: the DDIM step from `timestep` to `prev_timestep` for a given noise estimate."""
+        scheduler = self.scheduler
+        alpha_bar = float(scheduler.alphas_cumprod[timestep])
+        alpha_bar_prev = float(scheduler.alphas_cumprod[prev_timestep]) if prev_timestep >= 0 \
+            else scheduler.final_alpha_cumprod
+        if self.config.prediction_type == "v_prediction":
+            model_output = math.sqrt(alpha_bar) * model_output + math.sqrt(1 - alpha_bar) * sample
+        sample_coeff = math.sqrt(alpha_bar_prev / alpha_bar)
+        denominator = alpha_bar * math.sqrt(1 - alpha_bar_prev) + math.sqrt(alpha_bar * (1 - alpha_bar) * alpha_bar_prev)
+        prev_sample = sample_coeff * sample - (alpha_bar_prev - alpha_bar) / denominator * model_output
+        x0 = (sample - math.sqrt(1 - alpha_bar) * model_output) / math.sqrt(alpha_bar)
+        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+
+class PNDMScheduler(Scheduler):
+    """Pseudo numerical methods for diffusion models; PLMS with `skip_prk_steps=True` (Stable Diffusion's)."""
+
+    order = 1
+
+    @register_to_config
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,
+                 beta_schedule: str = "linear", trained_betas: Sequence[float] | None = None,
+                 skip_prk_steps: bool = False, set_alpha_to_one: bool = False, prediction_type: str = "epsilon",
+                 timestep_spacing: str = "leading", steps_offset: int = 0):
+        check_choice("PNDMScheduler", "prediction_type", prediction_type, ("epsilon", "v_prediction"))
+        self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
+        self.final_alpha_cumprod = 1.0 if set_alpha_to_one else float(self.alphas_cumprod[0])
+        self._freeze()
+
+    def start(self, num_inference_steps: int, device=None) -> PNDMRun:
+        """A new run. With Runge–Kutta warm-up it makes more model calls than `num_inference_steps`."""
+        T, n = self.num_train_timesteps, num_inference_steps
+        ascending = spaced_timesteps(self.config.timestep_spacing, T, n, self.config.steps_offset,
+                                     owner="PNDMScheduler")[::-1].astype(np.int64)
+        if self.config.skip_prk_steps:
+            # The warm-up evaluates the second-lowest step twice, hence the repeat.
+            prk = np.array([], dtype=np.int64)
+            plms = np.concatenate([ascending[:-1], ascending[-2:-1], ascending[-1:]])[::-1]
+        else:
+            pairs = np.array(ascending[-4:]).repeat(2) + np.tile(np.array([0, T // n // 2]), 4)
+            prk = pairs[:-1].repeat(2)[1:-1][::-1]
+            plms = ascending[:-3][::-1]
+        steps = np.concatenate([prk, plms]).astype(np.int64)
+        return PNDMRun(self, torch.from_numpy(steps).to(device), prk.copy(), n)

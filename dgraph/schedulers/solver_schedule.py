@@ -1,0 +1,91 @@
+"""What the multistep ODE solvers (DPM-Solver++, DEIS, UniPC) share: their schedule and the log-SNR.
+
+They work in lambda = log(alpha / sigma), half the log signal-to-noise ratio, where alpha and sigma
+here are the signal and noise scales of x_t = alpha·x0 + sigma·noise (alpha² + sigma² = 1).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .base import SamplingRun, predicted_x0
+from .spacing import interpolate_sigmas, karras_sigmas, sigmas_to_timesteps, solver_timesteps, training_sigmas
+from .thresholding import dynamic_threshold
+
+
+def solver_schedule(alphas_cumprod: torch.Tensor, config, num_inference_steps: int, owner: str, *,
+                    karras: bool, final: str, round_karras_timesteps: bool = True,
+                    last_timestep: int | None = None, sigma_min: float | None = None,
+                    sigma_max: float | None = None):
+    """(timesteps int64, sigmas float32) with one more sigma than timesteps.
+
+    `final` names the last sigma: "zero" (the clean sample), "training_min" (the smallest training
+    sigma), or "repeat" (the last scheduled sigma again).
+    """
+    T = len(alphas_cumprod)
+    timesteps = solver_timesteps(config.timestep_spacing, T, num_inference_steps, config.steps_offset,
+                                 last_timestep=last_timestep, owner=owner)
+    table = training_sigmas(alphas_cumprod)
+    if karras:
+        # Karras sigmas between the ends of the training range (or the configured ends).
+        low = sigma_min if sigma_min is not None else float(table[0])
+        high = sigma_max if sigma_max is not None else float(table[-1])
+        sigmas = karras_sigmas(low, high, num_inference_steps)
+        timesteps = sigmas_to_timesteps(sigmas, np.log(table))
+        if round_karras_timesteps:
+            timesteps = timesteps.round()
+    else:
+        sigmas = interpolate_sigmas(timesteps, table)
+    last = {"zero": 0.0, "training_min": float(table[0]), "repeat": float(sigmas[-1])}[final]
+    sigmas = np.concatenate([sigmas, [last]]).astype(np.float32)
+    return timesteps.astype(np.int64), sigmas
+
+
+class SolverRun(SamplingRun):
+    """A run of a multistep solver: precomputed alpha, sigma and lambda per step, and the output history."""
+
+    def __init__(self, scheduler, timesteps: torch.Tensor, sigmas: torch.Tensor, solver_order: int):
+        super().__init__(scheduler, timesteps, sigmas, init_noise_sigma=1.0)
+        values = sigmas.double().numpy()
+        self.alpha = (1.0 / np.sqrt(values ** 2 + 1)).tolist()
+        self.sigma = (values / np.sqrt(values ** 2 + 1)).tolist()
+        with np.errstate(divide="ignore"):
+            # A final sigma of 0 gives lambda = +inf, which the first-order update handles exactly.
+            self.lam = (np.log(self.alpha) - np.log(self.sigma)).tolist()
+        self.model_outputs: list[torch.Tensor | None] = [None] * solver_order
+        self.lower_order_nums = 0
+
+    def _remember(self, converted: torch.Tensor) -> None:
+        self.model_outputs = self.model_outputs[1:] + [converted]
+
+    def _convert(self, model_output: torch.Tensor, sample: torch.Tensor, index: int, want_x0: bool) -> torch.Tensor:
+        """The model output as a data prediction (x0) or a noise prediction, thresholded if configured."""
+        config = self.config
+        alpha, sigma = self.alpha[index], self.sigma[index]
+        if getattr(config, "variance_type", None) in ("learned", "learned_range"):
+            model_output = model_output[:, : sample.shape[1]]  # drop the predicted variance channels
+        if want_x0:
+            x0 = predicted_x0(config.prediction_type, model_output, sample, alpha, sigma)
+            if config.thresholding:
+                x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
+            return x0
+        if config.prediction_type == "epsilon":
+            eps = model_output
+        elif config.prediction_type == "sample":
+            eps = (sample - alpha * model_output) / sigma
+        else:
+            eps = alpha * model_output + sigma * sample
+        if config.thresholding:
+            x0 = dynamic_threshold((sample - sigma * eps) / alpha, config.dynamic_thresholding_ratio,
+                                   config.sample_max_value)
+            eps = (sample - alpha * x0) / sigma
+        return eps
+
+    def _x0_from_eps(self, eps: torch.Tensor, sample: torch.Tensor, index: int) -> torch.Tensor:
+        return (sample - self.sigma[index] * eps) / self.alpha[index]
+
+
+def expm1(x: float) -> float:
+    return math.expm1(x)
