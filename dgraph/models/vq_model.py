@@ -1,0 +1,68 @@
+"""The vector-quantised autoencoder of the unconditional LDMs (diffusers' VQModel, e.g. CompVis/ldm-celebahq-256).
+
+    image (B, 3, H, W) --encode--> latent (B, latent_channels, h, w), before quantisation
+    latent             --decode--> quantise to the codebook, then decode to an image
+
+A diffusion model samples in the unquantised space; decode snaps its output to the codebook first,
+as the original pipeline does.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..configuration import register_to_config
+from ..errors import ConfigError
+from .modeling import ModelMixin
+from .vae_blocks import Decoder, Encoder, VectorQuantizer, check_block_types, rename_legacy_attention_keys
+
+
+class VQModel(ModelMixin):
+    """Encoder -> quant_conv; quantize (codebook of `num_vq_embeddings`) -> post_quant_conv -> decoder."""
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, out_channels: int = 3,
+                 down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",),
+                 up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",),
+                 block_out_channels: tuple[int, ...] = (64,), layers_per_block: int = 1, act_fn: str = "silu",
+                 latent_channels: int = 3, sample_size: int = 32, num_vq_embeddings: int = 256,
+                 norm_num_groups: int = 32, vq_embed_dim: int | None = None, scaling_factor: float = 0.18215,
+                 norm_type: str = "group", mid_block_add_attention: bool = True, lookup_from_codebook: bool = False,
+                 force_upcast: bool = False):
+        super().__init__()
+        if norm_type != "group":
+            # "spatial" is MoVQ's latent-conditioned norm (Kandinsky), a different decoder.
+            raise ConfigError(f"VQModel: norm_type {norm_type!r} is not supported; only 'group' (the LDM VQ-VAEs)")
+        check_block_types(down_block_types, up_block_types, block_out_channels, type(self).__name__)
+        vq_embed_dim = vq_embed_dim or latent_channels
+        self.encoder = Encoder(in_channels, latent_channels, tuple(block_out_channels), layers_per_block,
+                               norm_num_groups, act_fn, double_z=False, mid_block_add_attention=mid_block_add_attention)
+        self.quant_conv = nn.Conv2d(latent_channels, vq_embed_dim, 1)
+        self.quantize = VectorQuantizer(num_vq_embeddings, vq_embed_dim, beta=0.25)
+        self.post_quant_conv = nn.Conv2d(vq_embed_dim, latent_channels, 1)
+        self.decoder = Decoder(latent_channels, out_channels, tuple(block_out_channels), layers_per_block,
+                               norm_num_groups, act_fn, mid_block_add_attention=mid_block_add_attention)
+
+    def encode(self, sample: torch.Tensor) -> torch.Tensor:
+        """Unquantised latents (B, vq_embed_dim, h, w) of images `sample`."""
+        return self.quant_conv(self.encoder(sample))
+
+    def decode(self, latent: torch.Tensor, force_not_quantize: bool = False) -> torch.Tensor:
+        """Images from latents (B, vq_embed_dim, h, w), snapped to the codebook unless `force_not_quantize`.
+
+        With `lookup_from_codebook` in the config and `force_not_quantize`, `latent` holds codebook
+        indices (B, h, w) instead.
+        """
+        if not force_not_quantize:
+            latent, _, _ = self.quantize(latent)
+        elif self.config.lookup_from_codebook:
+            latent = self.quantize.lookup(latent)
+        return self.decoder(self.post_quant_conv(latent))
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        """Reconstruct `sample` through the codebook."""
+        return self.decode(self.encode(sample))
+
+    @classmethod
+    def convert_legacy_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return rename_legacy_attention_keys(state_dict)
