@@ -158,7 +158,8 @@ def _spec_from_function(fn, type_name, version, description, output, random, ref
         outputs = {f: OutputSpec(f, type_of(field_hints[f])[0]) for f in returned._fields}
     else:
         ref, _ = type_of(returned)
-        name = output or (snake_case(ref.name) if ref.name not in ("enum", "list") else "value")
+        plain = ref.name in ("int", "float", "str", "bool", "Text", "Source", "enum", "list", "Any")
+        name = output or ("value" if plain else snake_case(ref.name))
         outputs = {name: OutputSpec(name, ref)}
     summary = description or (doc.splitlines()[0] if doc else "")
     if not summary:

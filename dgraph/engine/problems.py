@@ -42,6 +42,7 @@ CODES = {
     "not-a-mapping": "the file (or a section of it) is not a mapping",
     "format-version": "the `dgraph:` format version is missing or not one this dgraph reads",
     "unknown-key": "a key the format does not have",
+    "missing-key": "a key the format requires (`nodes`, a node's `type`) is absent",
     "bad-name": "a node or input name that is not an identifier",
     "bad-type-name": "a graph input's `type` is not a known port type",
     "invalid-default": "a graph input's default does not fit its type",

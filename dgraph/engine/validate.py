@@ -86,7 +86,7 @@ class _Checker:
         self.check_graph_inputs(data.get("inputs", {}))
         nodes = data.get("nodes")
         if nodes is None:
-            self.add("missing-input", (), "the workflow has no `nodes` section", "add `nodes:` with at least one node")
+            self.add("missing-key", (), "the workflow has no `nodes` section", "add `nodes:` with at least one node")
             nodes = {}
         elif not isinstance(nodes, dict):
             self.add("not-a-mapping", ("nodes",), "`nodes` must map node names to nodes")
@@ -152,7 +152,7 @@ class _Checker:
                          _did_you_mean(key, NODE_KEYS), key=True)
         type_name = decl.get("type")
         if not isinstance(type_name, str):
-            self.add("missing-input", path, f"node {name!r} has no `type`", "add `type: <node type>` (see `dgraph nodes`)")
+            self.add("missing-key", path, f"node {name!r} has no `type`", "add `type: <node type>` (see `dgraph nodes`)")
             return
         spec = self.registry.get(type_name)
         if spec is None:

@@ -179,6 +179,7 @@ class Positions:
     def __init__(self) -> None:
         self.values: dict[Path_, tuple[int, int]] = {}
         self.keys: dict[Path_, tuple[int, int]] = {}
+        self.count = 0
 
     def of(self, path: Path_, key: bool = False) -> tuple[int, int]:
         """Where `path` is (its key when `key`), falling back to the nearest enclosing element."""
@@ -213,6 +214,10 @@ _SafeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:tru
                                   list("tTfF"))
 
 
+# Only plain data: no timestamps, binary, sets, or python/* objects.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "seq", "map")} | {"!"}
+
+
 def parse_text(text: str, filename: str = "<string>") -> tuple[Any, Positions]:
     """Parse YAML (or JSON) text into plain data and the positions of its parts."""
     positions = Positions()
@@ -233,8 +238,18 @@ def parse_text(text: str, filename: str = "<string>") -> tuple[Any, Positions]:
     return _build(root, (), positions, loader), positions
 
 
+MAX_ELEMENTS = 200_000  # aliases can expand a small file exponentially ("billion laughs")
+
+
 def _build(node: yaml.Node, path: Path_, positions: Positions, loader: yaml.SafeLoader) -> Any:
     positions.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    positions.count += 1
+    if positions.count > MAX_ELEMENTS:
+        raise ParseError(f"the document expands to more than {MAX_ELEMENTS} elements (aliases?); refusing it",
+                         node.start_mark.line + 1, node.start_mark.column + 1)
+    if node.tag not in _PLAIN_TAGS:
+        raise ParseError(f"YAML tag {node.tag!r} is not allowed in a workflow file (plain data only)",
+                         node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -250,14 +265,11 @@ def _build(node: yaml.Node, path: Path_, positions: Positions, loader: yaml.Safe
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), positions, loader) for i, item in enumerate(node.value)]
-    if node.tag.startswith("tag:yaml.org,2002:") or node.tag == "!":
-        try:
-            return loader.construct_object(node, deep=True)
-        except yaml.YAMLError as error:
-            raise ParseError(str(getattr(error, "problem", error)), node.start_mark.line + 1,
-                             node.start_mark.column + 1) from None
-    raise ParseError(f"YAML tag {node.tag!r} is not allowed in a workflow file", node.start_mark.line + 1,
-                     node.start_mark.column + 1)
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as error:
+        raise ParseError(str(getattr(error, "problem", error)), node.start_mark.line + 1,
+                         node.start_mark.column + 1) from None
 
 
 class _Dumper(yaml.SafeDumper):
