@@ -3,3 +3,6 @@ from .unet_2d import UNet2DModel
 from .vocoders import DiffWaveModel, FastDiffModel, HiFiGANGenerator
 from .unet_2d_condition import UNet2DConditionModel
 from .unet_3d_condition import UNet3DConditionModel
+from .autoencoder_kl import AutoencoderKL
+from .vq_model import VQModel
+from .ldm_bert import LDMBertModel

@@ -99,7 +99,7 @@ def _model_class(config: dict, source: Source):
 
 def _family(model: nn.Module) -> str:
     config = getattr(model, "config", None)
-    return getattr(config, "model_type", None) or type(model).__name__.lower()
+    return getattr(config, "model_type", None) or getattr(model, "model_type", None) or type(model).__name__.lower()
 
 
 @torch.no_grad()
@@ -116,6 +116,8 @@ def encode(text_encoder: nn.Module, tokens: TokenBatch) -> tuple[torch.Tensor, t
     family = _family(text_encoder)
     use_mask = family not in _UNMASKED_FAMILIES or getattr(text_encoder.config, "use_attention_mask", False)
     output = text_encoder(input_ids=input_ids, attention_mask=mask if use_mask else None)
+    if isinstance(output, torch.Tensor):  # dgraph's own encoders return the hidden state itself
+        return output, mask
     hidden = output[0] if isinstance(output, (tuple, list)) else output.last_hidden_state
     return hidden, mask
 
