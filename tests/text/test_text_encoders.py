@@ -167,3 +167,25 @@ def test_t5_encoder_uses_the_mask(tmp_path):
     with torch.no_grad():
         expected = reference(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
     assert torch.equal(hidden, expected)
+
+
+def test_hub_source_from_the_offline_cache(tmp_path, monkeypatch, minilm, reference):
+    """An hf:// source with a subfolder and revision is read from the huggingface_hub cache under HF_HUB_OFFLINE."""
+    cache = tmp_path / "cache"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--someone--encoders"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(MODEL_DIR, repo / "snapshots" / commit / "text_encoder")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    encoder = TextEncoder.from_pretrained("hf://someone/encoders/text_encoder@main", max_length=16)
+    hidden, _ = encoder.encode(PROMPTS)
+    ref_tokenizer, ref_model = reference
+    ref = ref_tokenizer(PROMPTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(hidden, ref_model(**ref).last_hidden_state)
+    # The same through a bare repo id and subfolder=.
+    assert type(load_text_encoder("someone/encoders", subfolder="text_encoder")) is transformers.BertModel
