@@ -14,8 +14,9 @@ from torch.nn import functional as F
 class Attention(nn.Module):
     """to_q / to_k / to_v projections, `heads` heads of `dim_head` channels, then to_out.0.
 
-    upcast_attention / upcast_softmax: compute the attention itself in float32 when the model runs in
-    half precision (Stable Diffusion 2.x overflows float16 otherwise).
+    upcast_attention / upcast_softmax are accepted for the configs that set them (Stable Diffusion 2.x) and
+    have no effect: scaled_dot_product_attention already accumulates the softmax of half-precision inputs
+    in float32, which is what the flags asked for in code that computed the scores explicitly.
     """
 
     def __init__(self, query_dim: int, cross_attention_dim: int | None = None, heads: int = 8, dim_head: int = 64,
@@ -25,7 +26,6 @@ class Attention(nn.Module):
         super().__init__()
         inner_dim = heads * dim_head
         self.heads = heads
-        self.upcast = upcast_attention or upcast_softmax
         self.residual_connection = residual_connection
         self.rescale_output_factor = rescale_output_factor
         self.group_norm = (nn.GroupNorm(norm_num_groups, query_dim, eps=eps, affine=True)
@@ -55,15 +55,10 @@ class Attention(nn.Module):
                              for t in (query, key, value))
         if attention_mask is not None and attention_mask.ndim == 3:
             attention_mask = attention_mask[:, None]  # one mask for every head
-        dtype = query.dtype
-        if self.upcast and dtype in (torch.float16, torch.bfloat16):
-            query, key, value = query.float(), key.float(), value.float()
-            if attention_mask is not None and attention_mask.is_floating_point():
-                attention_mask = attention_mask.float()
-        elif attention_mask is not None and attention_mask.is_floating_point():
-            attention_mask = attention_mask.to(dtype)
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.to(query.dtype)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-        out = out.to(dtype).transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[-1])
+        out = out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[-1])
         out = self.to_out[1](self.to_out[0](out))
         if image_shape is not None:
             out = out.transpose(1, 2).reshape(image_shape)
