@@ -161,6 +161,9 @@ class Scheduler(ConfigMixin):
 
     def _init_schedule(self, num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
                        trained_betas, rescale_betas_zero_snr: bool = False) -> None:
+        if trained_betas is None and (not isinstance(num_train_timesteps, int) or num_train_timesteps < 1):
+            raise ConfigError(f"{type(self).__name__}: num_train_timesteps must be a positive integer, "
+                              f"got {num_train_timesteps!r}")
         betas = make_betas(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
                            rescale_betas_zero_snr, owner=type(self).__name__)
         if trained_betas is None and len(betas) != num_train_timesteps:

@@ -107,7 +107,7 @@ class DDPMScheduler(Scheduler):
             raise ConfigError("DDPMScheduler.start: pass only one of num_inference_steps, timesteps, betas")
         alphas_cumprod = self.alphas_cumprod.double().numpy()
         if betas is not None:
-            inference = inference_alphas_cumprod(betas)[::-1]
+            inference = inference_alphas_cumprod(betas, owner="DDPMScheduler.start")[::-1]
             steps = fractional_timesteps(betas, self.alphas_cumprod)[::-1].copy()
             timesteps_t = torch.from_numpy(steps).float()
             noisy = np.arange(len(steps)) < len(steps) - 1  # every step but the last, as the vocoders do

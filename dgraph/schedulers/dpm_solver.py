@@ -134,7 +134,8 @@ class DPMSolverMultistepScheduler(Scheduler):
         check_choice(owner, "solver_order", solver_order, (1, 2, 3))
         check_choice(owner, "prediction_type", prediction_type, ("epsilon", "sample", "v_prediction"))
         check_choice(owner, "final_sigmas_type", final_sigmas_type, ("zero", "sigma_min"))
-        check_choice(owner, "variance_type", variance_type, (None, "learned", "learned_range"))
+        # variance_type only matters when the model also predicts a variance (learned / learned_range);
+        # a DDPM config's fixed_* values are read as "no variance channels".
         refuse_unsupported(owner, use_exponential_sigmas=(use_exponential_sigmas, False),
                            use_beta_sigmas=(use_beta_sigmas, False), use_lu_lambdas=(use_lu_lambdas, False),
                            use_flow_sigmas=(use_flow_sigmas, False), use_dynamic_shifting=(use_dynamic_shifting, False))

@@ -116,6 +116,9 @@ class PNDMScheduler(Scheduler):
     def start(self, num_inference_steps: int, device=None) -> PNDMRun:
         """A new run. With Runge–Kutta warm-up it makes more model calls than `num_inference_steps`."""
         T, n = self.num_train_timesteps, num_inference_steps
+        if not self.config.skip_prk_steps and isinstance(n, int) and n < 4:
+            raise ConfigError(f"PNDMScheduler: the Runge-Kutta warm-up needs num_inference_steps >= 4, got {n}; "
+                              f"ask for more steps or set skip_prk_steps=True")
         ascending = spaced_timesteps(self.config.timestep_spacing, T, n, self.config.steps_offset,
                                      owner="PNDMScheduler")[::-1].astype(np.int64)
         if self.config.skip_prk_steps:

@@ -48,20 +48,26 @@ class SolverRun(SamplingRun):
 
     def __init__(self, scheduler, timesteps: torch.Tensor, sigmas: torch.Tensor, solver_order: int):
         super().__init__(scheduler, timesteps, sigmas, init_noise_sigma=1.0)
-        values = sigmas.double().numpy()
-        self.alpha = (1.0 / np.sqrt(values ** 2 + 1)).tolist()
-        self.sigma = (values / np.sqrt(values ** 2 + 1)).tolist()
-        with np.errstate(divide="ignore"):
-            # A final sigma of 0 gives lambda = +inf, which the first-order update handles exactly.
-            self.lam = (np.log(self.alpha) - np.log(self.sigma)).tolist()
+        # Computed in float32 like the reference implementation: the data prediction divides by alpha,
+        # which is ~1/157 at the first step, so a last-bit difference here would show in the result.
+        # A final sigma of 0 gives lambda = +inf, which the first-order update handles exactly.
+        alpha = 1 / ((sigmas.float() ** 2 + 1) ** 0.5)
+        sigma = sigmas.float() * alpha
+        self.alpha = alpha.tolist()
+        self.sigma = sigma.tolist()
+        self.lam = (torch.log(alpha) - torch.log(sigma)).tolist()
         self.model_outputs: list[torch.Tensor | None] = [None] * solver_order
         self.lower_order_nums = 0
 
     def _remember(self, converted: torch.Tensor) -> None:
         self.model_outputs = self.model_outputs[1:] + [converted]
 
-    def _convert(self, model_output: torch.Tensor, sample: torch.Tensor, index: int, want_x0: bool) -> torch.Tensor:
-        """The model output as a data prediction (x0) or a noise prediction, thresholded if configured."""
+    def _convert(self, model_output: torch.Tensor, sample: torch.Tensor, index: int, want_x0: bool,
+                 threshold_noise: bool = True) -> torch.Tensor:
+        """The model output as a data prediction (x0) or a noise prediction, thresholded if configured.
+
+        `threshold_noise=False` leaves a noise prediction unthresholded (UniPC thresholds only x0).
+        """
         config = self.config
         alpha, sigma = self.alpha[index], self.sigma[index]
         if getattr(config, "variance_type", None) in ("learned", "learned_range"):
@@ -77,7 +83,7 @@ class SolverRun(SamplingRun):
             eps = (sample - alpha * model_output) / sigma
         else:
             eps = alpha * model_output + sigma * sample
-        if config.thresholding:
+        if config.thresholding and threshold_noise:
             x0 = dynamic_threshold((sample - sigma * eps) / alpha, config.dynamic_thresholding_ratio,
                                    config.sample_max_value)
             eps = (sample - alpha * x0) / sigma

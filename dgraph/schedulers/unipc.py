@@ -5,7 +5,6 @@ the predictor then takes the next step. B(h) is h (bh1) or e^h - 1 (bh2).
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +24,7 @@ class UniPCRun(SolverRun):
     def _step(self, index, model_output, sample, generator, **options):
         config = self.config
         predict_x0 = config.predict_x0
-        converted = self._convert(model_output, sample, index, want_x0=predict_x0)
+        converted = self._convert(model_output, sample, index, want_x0=predict_x0, threshold_noise=False)
         if index > 0 and (index - 1) not in config.disable_corrector and self.last_sample is not None:
             sample = self._correct(index, converted, self.last_sample, sample, self.this_order)
         self._remember(converted)
@@ -41,9 +40,9 @@ class UniPCRun(SolverRun):
     def _coefficients(self, h: float, rks: list[float], order: int):
         """hh, h·phi_1(hh), B(h) and the right-hand side b of the order conditions (Zhao et al. eq. 8)."""
         hh = -h if self.config.predict_x0 else h
-        h_phi_1 = math.expm1(hh)
+        h_phi_1 = np.expm1(hh)
         h_phi_k = h_phi_1 / hh - 1
-        b_h = hh if self.config.solver_type == "bh1" else math.expm1(hh)
+        b_h = hh if self.config.solver_type == "bh1" else np.expm1(hh)
         factorial = 1
         R, b = [], []
         for i in range(1, order + 1):
@@ -62,8 +61,18 @@ class UniPCRun(SolverRun):
         return self.alpha[t] if self.config.predict_x0 else self.sigma[t]
 
     def _predict(self, index, x, order):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._predict_unchecked(index, x, order)
+
+    def _correct(self, index, model_t, last_sample, this_sample, order):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._correct_unchecked(index, model_t, last_sample, this_sample, order)
+
+    # h is a numpy float so that a zero step (a repeated final sigma) gives inf/nan in coefficients the
+    # low-order updates never use, instead of a ZeroDivisionError.
+    def _predict_unchecked(self, index, x, order):
         t, s = index + 1, index
-        h = self.lam[t] - self.lam[s]
+        h = np.float64(self.lam[t] - self.lam[s])
         m0 = self.model_outputs[-1]
         rks, d1s = [], []
         for i in range(1, order):
@@ -78,9 +87,9 @@ class UniPCRun(SolverRun):
             x_t = x_t - (self._scale(t) * b_h) * sum(r * d for r, d in zip(rhos, d1s))
         return x_t.to(x.dtype)
 
-    def _correct(self, index, model_t, last_sample, this_sample, order):
+    def _correct_unchecked(self, index, model_t, last_sample, this_sample, order):
         t, s = index, index - 1
-        h = self.lam[t] - self.lam[s]
+        h = np.float64(self.lam[t] - self.lam[s])
         m0 = self.model_outputs[-1]
         rks, d1s = [], []
         for i in range(1, order):

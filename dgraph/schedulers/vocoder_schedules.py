@@ -33,11 +33,11 @@ DIFFWAVE_TRAINING = {"num_train_timesteps": 50, "beta_start": 1e-4, "beta_end": 
 DIFFWAVE_BETAS_6 = (0.0001, 0.001, 0.01, 0.05, 0.2, 0.5)
 
 
-def inference_alphas_cumprod(betas: Sequence[float]) -> np.ndarray:
+def inference_alphas_cumprod(betas: Sequence[float], owner: str = "inference betas") -> np.ndarray:
     """alpha_bar of the inference chain, in float64, ordered like `betas` (least noisy first)."""
     values = np.asarray(list(betas), dtype=np.float64)
     if values.ndim != 1 or len(values) == 0 or not np.all((values > 0) & (values < 1)):
-        raise ConfigError(f"inference betas must be a non-empty list of numbers in (0, 1), got {list(betas)!r}")
+        raise ConfigError(f"{owner}: betas must be a non-empty list of numbers in (0, 1), got {list(betas)!r}")
     return np.cumprod(1.0 - values)
 
 
