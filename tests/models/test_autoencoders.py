@@ -2,6 +2,7 @@
 dgraph's saved folders load back into diffusers, and configs round-trip."""
 from __future__ import annotations
 
+import copy
 import json
 
 import diffusers
@@ -61,8 +62,8 @@ def _relative(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).norm() / expected.norm()).item()
 
 
-def assert_close_bf16(actual: torch.Tensor, expected: torch.Tensor, exact: torch.Tensor) -> None:
-    """dgraph's bfloat16 output against diffusers' bfloat16 output, both judged by the float32 result `exact`.
+def assert_close_half(actual: torch.Tensor, expected: torch.Tensor, exact: torch.Tensor) -> None:
+    """dgraph's half-precision output against diffusers' in the same dtype, both judged by the float32 result `exact`.
 
     Within 1e-2 (relative norm) of diffusers when both round alike. Where attention is involved they do
     not (dgraph's runs its softmax in float32, diffusers' in bfloat16), and the tiny random models here
@@ -97,18 +98,19 @@ def test_kl_matches_diffusers_float32(kl):
     assert model.config.scaling_factor == reference.config.scaling_factor
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @torch.no_grad()
-def test_kl_matches_diffusers_bfloat16(kl):
+def test_kl_matches_diffusers_half(kl, dtype):
     _, folder = kl
     exact, folder = kl
-    reference = diffusers.AutoencoderKL.from_pretrained(folder, torch_dtype=torch.bfloat16).eval()
-    model = AutoencoderKL.from_pretrained(folder, torch_dtype=torch.bfloat16)
-    assert model.dtype == torch.bfloat16
-    images = _images(reference.config.in_channels, torch.bfloat16)
+    reference = diffusers.AutoencoderKL.from_pretrained(folder, torch_dtype=dtype).eval()
+    model = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype)
+    assert model.dtype == dtype
+    images = _images(reference.config.in_channels, dtype)
     mean = model.encode(images).mean
-    assert mean.dtype == torch.bfloat16
-    assert_close_bf16(mean, reference.encode(images).latent_dist.mean, exact.encode(images.float()).latent_dist.mean)
-    assert_close_bf16(model.decode(mean), reference.decode(mean).sample, exact.decode(mean.float()).sample)
+    assert mean.dtype == dtype
+    assert_close_half(mean, reference.encode(images).latent_dist.mean, exact.encode(images.float()).latent_dist.mean)
+    assert_close_half(model.decode(mean), reference.decode(mean).sample, exact.decode(mean.float()).sample)
 
 
 @torch.no_grad()
@@ -130,22 +132,25 @@ def test_vq_matches_diffusers_float32(vq):
     torch.testing.assert_close(model(images), reference(images).sample, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @torch.no_grad()
-def test_vq_matches_diffusers_bfloat16(vq):
+def test_vq_matches_diffusers_half(vq, dtype):
     reference_fp32, folder = vq
-    reference = diffusers.VQModel.from_pretrained(folder, torch_dtype=torch.bfloat16).eval()
-    model = VQModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
-    images = _images(reference.config.in_channels, torch.bfloat16)
+    reference = diffusers.VQModel.from_pretrained(folder, torch_dtype=dtype).eval()
+    model = VQModel.from_pretrained(folder, torch_dtype=dtype)
+    images = _images(reference.config.in_channels, dtype)
     latents = model.encode(images)
-    assert_close_bf16(latents, reference.encode(images).latents, reference_fp32.encode(images.float()).latents)
+    assert_close_half(latents, reference.encode(images).latents, reference_fp32.encode(images.float()).latents)
     decoded = model.decode(latents, force_not_quantize=True)
     expected = reference.decode(latents, force_not_quantize=True).sample
     exact = reference_fp32.decode(latents.float(), force_not_quantize=True).sample
-    assert_close_bf16(decoded, expected, exact)
-    # diffusers cannot quantise bfloat16 on the CPU (cdist has no kernel); dgraph measures distances in
-    # float32, so it picks the codes float32 picks.
+    assert_close_half(decoded, expected, exact)
+    # diffusers cannot quantise half precision on the CPU (cdist has no kernel); dgraph measures distances
+    # in float32, so it picks the codes diffusers' float32 quantizer picks given the same rounded codebook.
     _, _, indices = model.quantize(latents)
-    _, _, (_, _, ref_indices) = reference_fp32.quantize(latents.float())
+    quantizer = copy.deepcopy(reference_fp32.quantize)
+    quantizer.embedding.weight.copy_(model.quantize.embedding.weight.float())
+    _, _, (_, _, ref_indices) = quantizer(latents.float())
     assert torch.equal(indices.flatten(), ref_indices.flatten())
 
 

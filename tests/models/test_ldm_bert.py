@@ -52,15 +52,16 @@ def test_matches_diffusers_float32(saved):
     torch.testing.assert_close(model(ids, mask), reference(ids, attention_mask=mask)[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @torch.no_grad()
-def test_matches_diffusers_bfloat16(saved):
+def test_matches_diffusers_half(saved, dtype):
     reference, folder = saved
-    half = ReferenceLDMBert.from_pretrained(folder, dtype=torch.bfloat16).eval()
-    model = LDMBertModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
-    assert model.dtype == torch.bfloat16
+    half = ReferenceLDMBert.from_pretrained(folder, dtype=dtype).eval()
+    model = LDMBertModel.from_pretrained(folder, torch_dtype=dtype)
+    assert model.dtype == dtype
     ids, _ = _ids(reference.config.to_dict())
     hidden = model(ids)
-    assert hidden.dtype == torch.bfloat16
+    assert hidden.dtype == dtype
     expected = half(ids)[0].float()
     error = ((hidden.float() - expected).norm() / expected.norm()).item()
     assert error < 1e-2, error
