@@ -109,7 +109,7 @@ class NodeSpec:
 
 
 def snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def node(type_name: str, *, version: int = 1, description: str | None = None, output: str | None = None,
@@ -221,6 +221,27 @@ class Context:
             from .engine.events import Event
 
             self.emit(Event("step", self.node, step=step, total=total))
+
+    def resolve_path(self, text: str) -> Path:
+        """A data file named by the user: relative to the current folder, else to the workflow's folder."""
+        from .errors import SourceError
+
+        path = Path(text).expanduser()
+        if path.is_absolute() or path.exists():
+            return path
+        if isinstance(self.base, str) and (Path(self.base) / path).exists():
+            return Path(self.base) / path
+        if self.base is not None and not isinstance(self.base, str):  # a workflow from the Hub
+            from .hub import fetch_file, parse_source
+
+            source = parse_source(text, self.base)
+            if source.kind != "folder":
+                folder, _, name = source.path.rpartition("/")
+                from dataclasses import replace
+
+                return fetch_file(replace(source, path=folder), name)
+        where = f" or in {self.base}" if self.base else ""
+        raise SourceError(f"node {self.node!r}: no file {text!r} in the current folder{where}")
 
     def check_cancelled(self) -> None:
         if self.cancel.cancelled:

@@ -75,6 +75,8 @@ def fits(source: TypeRef, target: TypeRef) -> bool:
         return True
     if source.name == "list" and target.name == "list":
         return source.item is None or target.item is None or fits(source.item, target.item)
+    if target.name == "list" and source.name in ("Text", "str"):  # one text is a batch of one
+        return target.item is None or target.item.name in ("Text", "str")
     if target.name == "enum":
         if source.name == "enum":
             return set(source.choices) <= set(target.choices)
@@ -315,6 +317,13 @@ VALUE_CLASSES: dict[type, str] = {
 # Every name a workflow file may use as a graph input's `type`.
 TYPE_NAMES = sorted({"int", "float", "str", "bool", "Text", "Source", "Tensor", "Any",
                      *VALUE_CLASSES.values(), *PORT_CLASSES})
+
+
+def coerce(value: Any, target: TypeRef) -> Any:
+    """The one conversion an edge makes: a single text given where a list of texts is expected."""
+    if target.name == "list" and isinstance(value, str) and (target.item is None or target.item.name in ("Text", "str")):
+        return [value]
+    return value
 
 
 def move_to_device(value: Any, device: torch.device) -> Any:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from dgraph.configuration import write_bytes_atomic
 from dgraph.node import Context, node
-from dgraph.types import Image, image_to_pil
+from dgraph.types import Image, Latent, image_to_pil
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -60,3 +60,29 @@ def _jsonable(values: dict) -> dict:
         except TypeError:
             out[key] = repr(value)
     return out
+
+
+@node("image.from_latent", description="Read pixel-space diffusion samples (values in [-1, 1]) as an Image.")
+def from_latent(latents: Latent) -> Image:
+    if latents.autoencoder:
+        raise ValueError(f"these latents belong to a {latents.autoencoder}: decode them with vae.decode")
+    return Image(latents.tensor.float(), value_range=(-1.0, 1.0))
+
+
+@node("image.load", description="Load an image file (PNG, JPEG...) as a batch of one, values in [0, 1].")
+def load(ctx: Context, path: str, height: Annotated[int, Field(ge=0, le=16384)] = 0,
+         width: Annotated[int, Field(ge=0, le=16384)] = 0) -> Image:
+    """path: the image file (relative to the current folder, else to the workflow's folder)
+    height: resize to this height (0 keeps the file's)
+    width: resize to this width (0 keeps the file's)
+    """
+    import numpy as np
+    from PIL import Image as PILImage
+
+    file = ctx.resolve_path(path)
+    with PILImage.open(file) as picture:
+        picture = picture.convert("RGB")
+        if height or width:
+            picture = picture.resize((width or picture.width, height or picture.height), PILImage.BICUBIC)
+        array = np.asarray(picture, dtype=np.float32) / 255.0
+    return Image(torch.from_numpy(array).permute(2, 0, 1)[None].to(ctx.device), value_range=(0.0, 1.0))

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import Cancelled, DgraphError
 from ..node import CancelToken, Context
-from ..types import move_to_device
+from ..types import coerce, move_to_device
 from .cache import ResultCache, node_key, value_digest
 from .events import Event
 from .plan import Plan
@@ -91,10 +91,11 @@ class LocalExecutor(Executor):
                         arguments[key] = binding.value
                         parts.append((key, "lit:" + value_digest(binding.value)))
                     elif isinstance(binding, GraphRef):
-                        arguments[key] = request.inputs[binding.name]
+                        arguments[key] = coerce(request.inputs[binding.name], spec.inputs[key].type)
                         parts.append((key, "in:" + input_digests[binding.name]))
                     else:
-                        arguments[key] = move_to_device(values[(binding.node, binding.output)], device)
+                        value = coerce(values[(binding.node, binding.output)], spec.inputs[key].type)
+                        arguments[key] = move_to_device(value, device)
                         parts.append((key, f"link:{keys[binding.node]}.{binding.output}"))
                 key = node_key(spec.type_name, spec.version, str(device), parts, request.seed if spec.random else None)
                 keys[name] = key

@@ -14,7 +14,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 
 from ..node import NodeSpec
-from ..types import TYPE_NAMES, TypeRef, fits, mismatch_reason
+from ..types import TYPE_NAMES, TypeRef, coerce, fits, mismatch_reason
 from .problems import Problem
 from .registry import Registry
 from .workflow import (FORMAT_VERSION, IMPLICIT_INPUTS, INPUT_NAME, NODE_NAME, Binding, BindingError, GraphRef,
@@ -227,7 +227,7 @@ class _Checker:
                      "link it from another node's output: '@node.output'")
             return None
         try:
-            value = adapter.validate_python(binding.value)
+            value = adapter.validate_python(coerce(binding.value, ispec.type))
         except ValidationError as error:
             self.add("invalid-value", path, f"node {name!r}, input {key!r}: {_first_message(error)}",
                      f"expected {ispec.type}" + (f" ({ispec.description})" if ispec.description else ""))

@@ -1,0 +1,131 @@
+"""Denoisers: a model with its conditioning, and the guidance that wraps them.
+
+Each is a small callable `(x, t) -> output`. Classifier-free guidance over two conditionings of the same
+model runs one batched forward pass (as a hand-written loop would), not two.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+DenoiserFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class ModelDenoiser:
+    """A network with fixed conditioning: `model(x, t, **conditioning)`.
+
+    `context` (text hidden states, [batch, tokens, dim]) and its `context_mask` are passed as
+    `encoder_hidden_states` / `encoder_attention_mask`; a context with batch 1 is broadcast to x's batch.
+    `class_labels` goes to class-conditioned UNets.
+    """
+
+    def __init__(self, model: nn.Module, context: torch.Tensor | None = None,
+                 context_mask: torch.Tensor | None = None, class_labels: torch.Tensor | None = None):
+        self.model, self.context, self.context_mask, self.class_labels = model, context, context_mask, class_labels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _kwargs(self, batch: int, contexts: list["ModelDenoiser"] | None = None) -> dict[str, Any]:
+        parts = contexts or [self]
+        kwargs: dict[str, Any] = {}
+        if self.context is not None:
+            per = batch // len(parts)
+            kwargs["encoder_hidden_states"] = torch.cat([_fit(p.context, per) for p in parts]).to(self.device, self.dtype)
+            if any(p.context_mask is not None for p in parts):
+                masks = [_fit(p.context_mask if p.context_mask is not None else
+                              torch.ones(p.context.shape[:2], dtype=torch.long), per) for p in parts]
+                kwargs["encoder_attention_mask"] = torch.cat(masks).to(self.device)
+        if self.class_labels is not None:
+            per = batch // len(parts)
+            kwargs["class_labels"] = torch.cat([_fit(p.class_labels, per) for p in parts]).to(self.device)
+        return kwargs
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = self.model(x.to(self.device, self.dtype), t, **self._kwargs(x.shape[0]))
+        return out.to(x.dtype) if out.dtype != x.dtype else out
+
+    def batched_with(self, other: "ModelDenoiser", x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outputs of `self` and `other` (same model, other conditioning) from one forward pass."""
+        both = torch.cat([x, x]).to(self.device, self.dtype)
+        out = self.model(both, t, **self._kwargs(both.shape[0], [self, other]))
+        out = out.to(x.dtype)
+        return out[: x.shape[0]], out[x.shape[0]:]
+
+
+def _fit(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    """Repeat a batch-1 (or batch-divisor) conditioning up to `batch` rows."""
+    if tensor.shape[0] == batch:
+        return tensor
+    if batch % tensor.shape[0]:
+        raise ValueError(f"conditioning of batch {tensor.shape[0]} does not divide the sample batch {batch}")
+    return tensor.repeat_interleave(batch // tensor.shape[0], dim=0)
+
+
+class ClassifierFreeGuidance:
+    """`uncond + scale · (cond − uncond)` (Ho & Salimans 2022), with optional guidance rescale
+    (Lin et al. 2023, §3.4) that pulls the result's per-sample std back towards the conditional one.
+
+    Outputs with learned-variance channels (2× the sample's channels, as GLIDE's) are guided on the
+    first half only; the variance comes from the conditional branch.
+    """
+
+    def __init__(self, cond: DenoiserFn, uncond: DenoiserFn, scale: float, rescale: float = 0.0):
+        self.cond, self.uncond, self.scale, self.rescale = cond, uncond, scale, rescale
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1.0 and self.rescale == 0.0:
+            return self.cond(x, t)
+        if isinstance(self.cond, ModelDenoiser) and isinstance(self.uncond, ModelDenoiser) \
+                and self.cond.model is self.uncond.model:
+            uncond, cond = self.uncond.batched_with(self.cond, x, t)
+        else:
+            cond, uncond = self.cond(x, t), self.uncond(x, t)
+        channels = x.shape[1]
+        variance = None
+        if cond.shape[1] == 2 * channels:
+            cond, variance = cond[:, :channels], cond[:, channels:]
+            uncond = uncond[:, :channels]
+        guided = uncond + self.scale * (cond - uncond)
+        if self.rescale > 0:
+            dims = list(range(1, cond.dim()))
+            std_cond = cond.std(dim=dims, keepdim=True)
+            std_guided = guided.std(dim=dims, keepdim=True)
+            rescaled = guided * (std_cond / std_guided)
+            guided = self.rescale * rescaled + (1 - self.rescale) * guided
+        return guided if variance is None else torch.cat([guided, variance], dim=1)
+
+
+class DynamicThresholding:
+    """Imagen's dynamic thresholding (Saharia et al. 2022, §2.3) as a denoiser wrapper.
+
+    The wrapped denoiser's epsilon is turned into x0 with the scheduler's alpha_bar(t); x0 is clipped
+    per sample at s = max(1, `ratio`-quantile of |x0|) (capped at `max_value`) and divided by s; the
+    epsilon that gives that x0 is returned. Works with epsilon-predicting models.
+    """
+
+    def __init__(self, denoiser: DenoiserFn, alphas_cumprod: torch.Tensor, ratio: float = 0.995,
+                 max_value: float = 1.0):
+        self.denoiser, self.alphas_cumprod, self.ratio, self.max_value = denoiser, alphas_cumprod, ratio, max_value
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = self.denoiser(x, t)
+        channels = x.shape[1]
+        eps, rest = out[:, :channels], out[:, channels:]
+        index = int(torch.as_tensor(t).reshape(-1)[0].round().clamp(0, len(self.alphas_cumprod) - 1))
+        alpha_bar = self.alphas_cumprod[index].to(torch.float64)
+        a, s = alpha_bar.sqrt().item(), (1 - alpha_bar).sqrt().item()
+        x0 = (x.float() - s * eps.float()) / a
+        flat = x0.reshape(x0.shape[0], -1).abs()
+        limit = torch.quantile(flat, self.ratio, dim=1).clamp(min=1.0, max=self.max_value)
+        limit = limit.view(-1, *([1] * (x0.dim() - 1)))
+        x0 = torch.maximum(torch.minimum(x0, limit), -limit) / limit
+        eps = ((x.float() - a * x0) / s).to(out.dtype)
+        return eps if rest.numel() == 0 else torch.cat([eps, rest], dim=1)

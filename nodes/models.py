@@ -1,0 +1,73 @@
+"""Model loaders and the autoencoder nodes. Weights load from safetensors; a pickle only with allow_pickle."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from dgraph.errors import DgraphError
+from dgraph.models.auto import DTYPES, load_model
+from dgraph.node import Context, node
+from dgraph.types import VAE, Image, Latent, Source, UNet
+
+Dtype = Literal["float32", "float16", "bfloat16"]
+UNETS = ("UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel")
+VAES = ("AutoencoderKL", "VQModel")
+
+
+def _load(ctx: Context, source: str, dtype: str, variant: str | None, allow_pickle: bool, expect: tuple[str, ...]):
+    model = load_model(ctx.resolve_source(source), expect=expect, torch_dtype=DTYPES[dtype], device=ctx.device,
+                       variant=variant or None, allow_pickle=allow_pickle)
+    return model.eval().requires_grad_(False)
+
+
+@node("load.unet", description="Load a UNet (2D, conditioned or 3D) from a folder, hf://repo/sub@rev or pkg://.")
+def load_unet(ctx: Context, source: Source, dtype: Dtype = "float32", variant: str = "",
+              allow_pickle: bool = False) -> UNet:
+    """source: where the UNet's config.json and weights are
+    variant: weights variant such as fp16 (diffusion_pytorch_model.fp16.safetensors)
+    allow_pickle: accept pickled .bin weights (read with weights_only=True) when no safetensors exist
+    """
+    return _load(ctx, source, dtype, variant, allow_pickle, UNETS)
+
+
+@node("load.vae", description="Load an autoencoder (KL or VQ) from a folder, hf://repo/sub@rev or pkg://.")
+def load_vae(ctx: Context, source: Source, dtype: Dtype = "float32", variant: str = "",
+             allow_pickle: bool = False) -> VAE:
+    """source: where the autoencoder's config.json and weights are"""
+    return _load(ctx, source, dtype, variant, allow_pickle, VAES)
+
+
+def _check_autoencoder(latents: Latent, vae) -> None:
+    made_by, name = latents.autoencoder, type(vae).__name__
+    if made_by and made_by != name:
+        raise DgraphError(f"these latents belong to a {made_by}, not to the {name} given to decode them")
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: Latent) -> torch.Tensor:
+    """Pixels in [-1, 1] from latents scaled by `latents.scaling_factor`."""
+    _check_autoencoder(latents, vae)
+    parameter = next(vae.parameters())
+    z = latents.tensor.to(parameter.device, parameter.dtype) / latents.scaling_factor
+    return vae.decode(z).float()
+
+
+@node("vae.decode", description="Decode latents into images with an autoencoder.")
+def vae_decode(vae: VAE, latents: Latent) -> Image:
+    return Image(decode_latents(vae, latents), value_range=(-1.0, 1.0))
+
+
+@node("vae.encode", random=True, description="Encode images into latents (scaled by the VAE's scaling factor).")
+def vae_encode(ctx: Context, vae: VAE, image: Image, sample: bool = False) -> Latent:
+    """sample: draw from the KL posterior instead of taking its mean"""
+    parameter = next(vae.parameters())
+    pixels = image.to_range(-1.0, 1.0).tensor.to(parameter.device, parameter.dtype)
+    scaling = float(vae.config.get("scaling_factor", 1.0))
+    with torch.no_grad():
+        encoded = vae.encode(pixels)
+        if hasattr(encoded, "mean"):  # a KL posterior
+            z = encoded.sample(ctx.generator()) if sample else encoded.mean
+        else:
+            z = encoded
+    return Latent(z.float() * scaling, scaling_factor=scaling, autoencoder=type(vae).__name__)
