@@ -11,7 +11,14 @@ from typing import Mapping
 
 import torch
 
-_PAIRS = ((".weight_g", ".weight_v"), (".parametrizations.weight.original0", ".parametrizations.weight.original1"))
+_PAIRS = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+
+
+def _stem(key: str, suffix: str) -> str | None:
+    """`"a.b."` for `"a.b.<suffix>"`, `""` for `suffix` itself, None when the key has another ending."""
+    if key == suffix:
+        return ""
+    return key[: -len(suffix)] if key.endswith("." + suffix) else None
 
 
 def fold_weight_norm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -19,15 +26,15 @@ def fold_weight_norm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         for g_suffix, v_suffix in _PAIRS:
-            if key.endswith(g_suffix):
-                stem = key[: -len(g_suffix)]
+            stem = _stem(key, g_suffix)
+            if stem is not None:
                 direction = state_dict[stem + v_suffix].float()
                 norm = direction.reshape(direction.shape[0], -1).norm(dim=1)
                 norm = norm.reshape(-1, *([1] * (direction.dim() - 1)))
                 weight = tensor.float() * direction / norm
-                out[stem + ".weight"] = weight.to(state_dict[stem + v_suffix].dtype)
+                out[stem + "weight"] = weight.to(state_dict[stem + v_suffix].dtype)
                 break
-            if key.endswith(v_suffix):
+            if _stem(key, v_suffix) is not None:
                 break
         else:
             out[key] = tensor
