@@ -50,7 +50,8 @@ class DDIMRun(SamplingRun):
         # Song et al. eq. 12, with sigma_t = eta · sqrt(posterior variance) (eq. 16).
         variance = (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
         std = eta * math.sqrt(variance)
-        prev_sample = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(1 - alpha_bar_prev - std ** 2) * eps
+        # max(0, ...): with eta = 1 and a zero-SNR first step the radicand is 0 up to rounding.
+        prev_sample = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(max(0.0, 1 - alpha_bar_prev - std ** 2)) * eps
         if eta > 0:
             noise = variance_noise if variance_noise is not None else gaussian_noise(model_output, generator)
             prev_sample = prev_sample + std * noise

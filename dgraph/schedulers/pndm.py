@@ -30,6 +30,7 @@ class PNDMRun(SamplingRun):
         self.ets: list[torch.Tensor] = []  # past noise predictions, oldest first
         self.cur_model_output: torch.Tensor | float = 0.0
         self.cur_sample: torch.Tensor | None = None
+        self._coefficients: dict[tuple[int, int], tuple[float, ...]] = {}  # per (t, prev t)
 
     def _step(self, index, model_output, sample, generator, **options):
         timestep = int(self.timesteps[index])
@@ -44,13 +45,13 @@ class PNDMRun(SamplingRun):
         timestep = int(self.prk_timesteps[self.counter // 4 * 4])
         phase = self.counter % 4
         if phase == 0:
-            self.cur_model_output = self.cur_model_output + model_output / 6
+            self.cur_model_output = self.cur_model_output + (1 / 6) * model_output
             self.ets.append(model_output)
             self.cur_sample = sample
         elif phase in (1, 2):
-            self.cur_model_output = self.cur_model_output + model_output / 3
+            self.cur_model_output = self.cur_model_output + (1 / 3) * model_output
         else:
-            model_output = self.cur_model_output + model_output / 6
+            model_output = self.cur_model_output + (1 / 6) * model_output
             self.cur_model_output = 0.0
         start = self.cur_sample if self.cur_sample is not None else sample
         self.counter += 1
@@ -79,23 +80,35 @@ class PNDMRun(SamplingRun):
         elif len(ets) == 3:
             model_output = (23 * ets[-1] - 16 * ets[-2] + 5 * ets[-3]) / 12
         else:
-            model_output = (55 * ets[-1] - 59 * ets[-2] + 37 * ets[-3] - 9 * ets[-4]) / 24
+            model_output = (1 / 24) * (55 * ets[-1] - 59 * ets[-2] + 37 * ets[-3] - 9 * ets[-4])
         self.counter += 1
         return self._transfer(sample, timestep, prev_timestep, model_output)
 
     def _transfer(self, sample, timestep, prev_timestep, model_output):
-        """Liu et al. eq. 11: the DDIM step from `timestep` to `prev_timestep` for a given noise estimate."""
-        scheduler = self.scheduler
-        alpha_bar = float(scheduler.alphas_cumprod[timestep])
-        alpha_bar_prev = float(scheduler.alphas_cumprod[prev_timestep]) if prev_timestep >= 0 \
-            else scheduler.final_alpha_cumprod
+        """Liu et al. eq. 11: the DDIM step from `timestep` to `prev_timestep` for a given noise estimate.
+
+        The coefficients are formed in float32 in the reference's order: at the first step
+        sqrt(alpha_bar_prev / alpha_bar) is ~30, so their last bits show in the result.
+        """
+        key = (timestep, prev_timestep)
+        if key not in self._coefficients:
+            self._coefficients[key] = self._transfer_coefficients(timestep, prev_timestep)
+        root_alpha_bar, root_beta, sample_coeff, output_coeff, denominator = self._coefficients[key]
         if self.config.prediction_type == "v_prediction":
-            model_output = math.sqrt(alpha_bar) * model_output + math.sqrt(1 - alpha_bar) * sample
-        sample_coeff = math.sqrt(alpha_bar_prev / alpha_bar)
-        denominator = alpha_bar * math.sqrt(1 - alpha_bar_prev) + math.sqrt(alpha_bar * (1 - alpha_bar) * alpha_bar_prev)
-        prev_sample = sample_coeff * sample - (alpha_bar_prev - alpha_bar) / denominator * model_output
-        x0 = (sample - math.sqrt(1 - alpha_bar) * model_output) / math.sqrt(alpha_bar)
+            model_output = root_alpha_bar * model_output + root_beta * sample
+        prev_sample = sample_coeff * sample - output_coeff * model_output / denominator
+        x0 = (sample - root_beta * model_output) / root_alpha_bar
         return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+    def _transfer_coefficients(self, timestep: int, prev_timestep: int) -> tuple[float, ...]:
+        scheduler = self.scheduler
+        alpha_bar = scheduler.alphas_cumprod[timestep]
+        alpha_bar_prev = scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 \
+            else torch.tensor(scheduler.final_alpha_cumprod, dtype=torch.float32)
+        beta, beta_prev = 1 - alpha_bar, 1 - alpha_bar_prev
+        return (float(alpha_bar ** 0.5), float(beta ** 0.5), float((alpha_bar_prev / alpha_bar) ** 0.5),
+                float(alpha_bar_prev - alpha_bar),
+                float(alpha_bar * beta_prev ** 0.5 + (alpha_bar * beta * alpha_bar_prev) ** 0.5))
 
 
 class PNDMScheduler(Scheduler):

@@ -8,7 +8,7 @@ import torch
 
 from parity import compare
 
-TOLERANCE = 1e-5
+TOLERANCE = 1e-5  # absolute for samples of order 1; relative (float32 has ~7 digits) for larger ones
 
 # A representative subset for the default run: every scheduler, and each option at least once.
 CASES = [
@@ -69,7 +69,7 @@ def _check(name, config, options, steps, seed=0):
     expected, got = compare(name, config, steps, options, seed=seed, variance_channels=variance)
     assert torch.isfinite(expected).all()
     error = (expected - got).abs().max().item()
-    assert error <= TOLERANCE, f"{name} {config} {options} {steps} steps: max |diff| = {error:.3g}"
+    assert error <= TOLERANCE * max(1.0, expected.abs().max().item()), f"{name} {config} {options} {steps} steps: max |diff| = {error:.3g}"
 
 
 @pytest.mark.parametrize("name, config, options", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
@@ -101,7 +101,8 @@ def _sweep():
                 for clip in [{"clip_sample": True}, {"clip_sample": False}, {"thresholding": True}]:
                     yield "DDPMScheduler", {**base, "prediction_type": prediction, "variance_type": variance, **clip}, {}, steps
             for eta in [0.0, 0.3, 1.0]:
-                for zero_snr in [False, True]:
+                # Zero terminal SNR needs a v-prediction model (an epsilon model cannot give x0 at SNR 0).
+                for zero_snr in ([False, True] if prediction == "v_prediction" else [False]):
                     yield "DDIMScheduler", {**base, "prediction_type": prediction, "rescale_betas_zero_snr": zero_snr,
                                             "clip_sample": False}, {"eta": eta}, steps
             for order, karras in itertools.product([1, 2, 3], [False, True]):
