@@ -209,3 +209,26 @@ def test_config_errors():
     with pytest.raises(ConfigError) as error:
         VQModel(norm_type="spatial")
     assert str(error.value) == "VQModel: norm_type 'spatial' is not supported; only 'group' (the LDM VQ-VAEs)"
+
+
+# The published configurations, with seeded random weights (the Hub is not reachable from the tests).
+PUBLISHED = {
+    "ldm-text2im-large-256/vqvae (KL, as Stable Diffusion 1.x)": (diffusers.AutoencoderKL, AutoencoderKL, dict(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2, sample_size=256)),
+    "ldm-celebahq-256/vqvae (VQ)": (diffusers.VQModel, VQModel, dict(
+        block_out_channels=(128, 256, 512), down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=3, layers_per_block=2, num_vq_embeddings=8192,
+        sample_size=256)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PUBLISHED))
+@torch.no_grad()
+def test_published_configurations_float32(name, tmp_path_factory):
+    reference_class, dgraph_class, config = PUBLISHED[name]
+    reference, folder = _saved(tmp_path_factory, reference_class, config)
+    model = dgraph_class.from_pretrained(folder)
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(model(images), reference(images).sample, atol=1e-5, rtol=0)
