@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from-image", metavar="PNG", help="rerun the workflow and inputs embedded in a PNG dgraph wrote")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
 
+    p = sub.add_parser("export", help="write the workflow of a diffusers pipeline folder or repo",
+                       description="Read model_index.json of a diffusers pipeline (folder, repo id or hf://repo@rev) "
+                                   "and write the equivalent workflow file.")
+    p.add_argument("pipeline", help="a folder, owner/repo or hf://owner/repo@revision")
+    p.add_argument("--output", "-o", help="file to write (default: stdout)")
+    p.add_argument("--pipeline-class", help="build this pipeline class instead (e.g. DDIMPipeline over a DDPM repo)")
+
     p = sub.add_parser("validate", help="check workflow files; prints every problem with file:line:column")
     p.add_argument("files", nargs="+")
     p.add_argument("--json", action="store_true", help="print problems as JSON")
@@ -134,9 +141,29 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _load_graph(source: str):
+    """A workflow file, or a diffusers pipeline (folder or repo holding model_index.json)."""
     from .graph import Graph
+    from .hub import parse_source
 
+    if not source.lower().endswith((".yaml", ".yml", ".json")):
+        parsed = parse_source(source)
+        if parsed.kind == "hub" or Path(source, "model_index.json").is_file():
+            return Graph.from_pretrained(source)
     return Graph.load(source)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .configuration import write_text_atomic
+    from .pipelines import export_text, read_pipeline
+
+    class_name, components, source = read_pipeline(args.pipeline)
+    base = args.pipeline if source.kind == "folder" else str(source)
+    text = export_text(args.pipeline_class or class_name, base, components)
+    if args.output:
+        write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _graph_from_image(path: str):
@@ -278,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz}[args.command](args)
+        return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
+                "export": cmd_export}[args.command](args)
     except UsageError as error:
         print(f"dgraph {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -120,6 +120,23 @@ class Graph:
         return graph
 
     @classmethod
+    def from_pretrained(cls, pretrained: str | os.PathLike, *, pipeline_class: str | None = None,
+                        registry: Registry | None = None) -> "Graph":
+        """The graph of a diffusers pipeline folder or repo (read from its model_index.json).
+
+        `pipeline_class` builds another supported pipeline over the same components (e.g. DDIMPipeline
+        over a DDPM repo).
+        """
+        from .pipelines import pipeline_workflow, read_pipeline
+
+        class_name, components, source = read_pipeline(os.fspath(pretrained))
+        base = os.fspath(pretrained) if source.kind == "folder" else str(source)
+        graph = cls(pipeline_workflow(pipeline_class or class_name, base, components), registry=registry,
+                    filename=f"{pretrained}#model_index.json")
+        graph.check()
+        return graph
+
+    @classmethod
     def from_text(cls, text: str, filename: str = "<string>", *, registry: Registry | None = None,
                   base: Any = None) -> "Graph":
         """Parse workflow text without raising on validation problems (see `problems`)."""
@@ -251,6 +268,10 @@ class Graph:
             if name in values:
                 value = values[name]
                 adapter = literal_adapter(type_ref.name)
+                if type_ref.name == "Text" and isinstance(value, (list, tuple)) and value \
+                        and all(isinstance(v, str) for v in value):
+                    adapter = None  # a batch of prompts: nodes that take list[str] receive it whole
+                    value = list(value)
                 if adapter is not None:
                     try:
                         value = adapter.validate_python(value)

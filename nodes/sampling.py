@@ -25,7 +25,7 @@ def _vae_geometry(vae) -> tuple[int, int, float, str]:
 @node("latent.noise", random=True, description="Initial standard normal latents, seeded from the graph seed.")
 def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = None, height: Optional[Size] = None,
                  width: Optional[Size] = None, unet: Optional[UNet] = None, vae: Optional[VAE] = None,
-                 images_per_prompt: Size = 1) -> Latent:
+                 context: Optional[TextEmbedding] = None, images_per_prompt: Size = 1) -> Latent:
     """Noise drawn on the CPU and moved to the node's device, so a seed gives the same latents everywhere.
 
     channels: latent channels (default: the VAE's latent channels, else the UNet's input channels, else 4)
@@ -33,9 +33,12 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     width: image width in pixels (default: as height)
     unet: take the defaults from this denoising network's config
     vae: the autoencoder whose latent space this is: sets the size factor and scaling factor
+    context: text conditioning; its batch (the number of prompts) replaces batch_size
     images_per_prompt: latents per prompt (the batch is batch_size × images_per_prompt)
     """
     scaling, name, factor = 1.0, "", 1
+    if context is not None:
+        batch_size = context.hidden_states.shape[0]
     unet_config = unet.config if unet is not None else {}
     if vae is not None:
         vae_channels, factor, scaling, name = _vae_geometry(vae)

@@ -1,0 +1,221 @@
+"""diffusers pipeline repos as graphs.
+
+`Graph.from_pretrained("CompVis/ldm-text2im-large-256")` reads the repo's `model_index.json` and builds
+the equivalent workflow for the pipeline class it names; `dgraph export` writes that workflow out. The
+shipped files under workflows/ for these families are exactly what `dgraph export` writes for the
+published repos (a test keeps them in step).
+
+Only node type names are used here: the engine still never imports the node catalogue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .configuration import read_json
+from .errors import ConfigError, HubError, SourceError
+from .hub import Source, as_source, fetch_file
+
+
+@dataclass(frozen=True)
+class PipelineRecipe:
+    build: Callable[["_Parts"], dict[str, Any]]
+    header: str  # what the workflow makes; {repo} is filled in
+
+
+class _Parts:
+    """Sources of a pipeline's components: `<repo>/<component>`, or the repo root when a component's
+    files sit at the top (as in google/ddpm-cifar10-32)."""
+
+    def __init__(self, base: str, components: dict[str, str | None]):
+        self.base, self.components = base.rstrip("/"), components
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self.components:
+            raise ConfigError(f"{self.base}: model_index.json has no component {name!r}")
+        sub = self.components[name]
+        if sub is None:
+            return self.base
+        if "@" in self.base:  # hf://owner/repo@rev: the subfolder goes before the revision
+            head, revision = self.base.rsplit("@", 1)
+            return f"{head}/{sub}@{revision}"
+        return f"{self.base}/{sub}"
+
+
+def _image_out(nodes: dict, prefix: str) -> dict[str, str]:
+    nodes["save"] = {"type": "image.save", "inputs": {"image": "@image.image", "prefix": prefix}}
+    return {"image": "@image.image", "files": "@save.paths"}
+
+
+def _pixel_space(parts: _Parts, scheduler: str, steps: int, name: str, with_eta: bool) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"steps": {"type": "int", "default": steps, "description": "inference steps"}}
+    if with_eta:
+        inputs["eta"] = {"type": "float", "default": 0.0, "description": "noise scale: 0 is deterministic, 1 is DDPM-like"}
+    inputs["batch_size"] = {"type": "int", "default": 1, "description": "images to make"}
+    loop = {"denoiser": "@denoiser.denoiser", "scheduler": "@scheduler.scheduler", "latents": "@noise.latent",
+            "steps": "$steps", **({"eta": "$eta"} if with_eta else {})}
+    nodes: dict[str, Any] = {
+        "unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        "scheduler": {"type": f"scheduler.{scheduler}", "inputs": {"config": parts["scheduler"]}},
+        "noise": {"type": "latent.noise", "inputs": {"unet": "@unet.unet", "batch_size": "$batch_size"}},
+        "denoiser": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet"}},
+        "sample": {"type": "sample.loop", "inputs": loop},
+        "image": {"type": "image.from_latent", "inputs": {"latents": "@sample.latent"}},
+    }
+    return {"dgraph": 1, "name": name, "inputs": inputs, "nodes": nodes, "outputs": _image_out(nodes, name)}
+
+
+def _ddpm(parts: _Parts) -> dict[str, Any]:
+    graph = _pixel_space(parts, "ddpm", 1000, "ddpm", with_eta=False)
+    graph["description"] = "Unconditional image generation with DDPM ancestral sampling."
+    return graph
+
+
+def _ddim(parts: _Parts) -> dict[str, Any]:
+    graph = _pixel_space(parts, "ddim", 50, "ddim", with_eta=True)
+    graph["description"] = "Unconditional image generation with DDIM sampling."
+    return graph
+
+
+def _ldm_uncond(parts: _Parts) -> dict[str, Any]:
+    nodes: dict[str, Any] = {
+        "unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        "vae": {"type": "load.vae", "inputs": {"source": parts["vqvae"]}},
+        "scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
+        "noise": {"type": "latent.noise", "inputs": {"unet": "@unet.unet", "vae": "@vae.vae", "batch_size": "$batch_size"}},
+        "denoiser": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet"}},
+        "sample": {"type": "sample.loop", "inputs": {
+            "denoiser": "@denoiser.denoiser", "scheduler": "@scheduler.scheduler", "latents": "@noise.latent",
+            "steps": "$steps", "eta": "$eta"}},
+        "image": {"type": "vae.decode", "inputs": {"vae": "@vae.vae", "latents": "@sample.latent"}},
+    }
+    return {
+        "dgraph": 1, "name": "latent_diffusion_uncond",
+        "description": "Unconditional latent diffusion: DDIM in the latent space of a VQ autoencoder, then decode.",
+        "inputs": {
+            "steps": {"type": "int", "default": 50, "description": "inference steps"},
+            "eta": {"type": "float", "default": 0.0, "description": "DDIM noise scale (0 = deterministic)"},
+            "batch_size": {"type": "int", "default": 1, "description": "images to make"},
+        },
+        "nodes": nodes, "outputs": _image_out(nodes, "ldm"),
+    }
+
+
+def _ldm_text(parts: _Parts) -> dict[str, Any]:
+    text_encoder = "bert" if "bert" in parts.components else "text_encoder"
+    vae = "vqvae" if "vqvae" in parts.components else "vae"
+    nodes: dict[str, Any] = {
+        "tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
+        "text_encoder": {"type": "load.text_encoder", "inputs": {"source": parts[text_encoder]}},
+        "prompt": {"type": "text.encode_prompt", "inputs": {
+            "tokenizer": "@tokenizer.tokenizer", "text_encoder": "@text_encoder.text_encoder", "prompt": "$prompt",
+            "negative_prompt": "$negative_prompt", "max_length": 77}},
+        "unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        "vae": {"type": "load.vae", "inputs": {"source": parts[vae]}},
+        "scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
+        "cond": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet", "context": "@prompt.cond"}},
+        "uncond": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet", "context": "@prompt.uncond"}},
+        "guided": {"type": "guidance.cfg", "inputs": {"cond": "@cond.denoiser", "uncond": "@uncond.denoiser",
+                                                       "scale": "$guidance_scale"}},
+        "noise": {"type": "latent.noise", "inputs": {
+            "unet": "@unet.unet", "vae": "@vae.vae", "context": "@prompt.cond", "height": "$height", "width": "$width",
+            "images_per_prompt": "$images_per_prompt"}},
+        "sample": {"type": "sample.loop", "inputs": {
+            "denoiser": "@guided.denoiser", "scheduler": "@scheduler.scheduler", "latents": "@noise.latent",
+            "steps": "$steps", "eta": "$eta"}},
+        "image": {"type": "vae.decode", "inputs": {"vae": "@vae.vae", "latents": "@sample.latent"}},
+    }
+    return {
+        "dgraph": 1, "name": "latent_diffusion",
+        "description": "Text-to-image latent diffusion with classifier-free guidance.",
+        "inputs": {
+            "prompt": {"type": "Text", "default": "a painting of a fox", "description": "what to draw (or a list of prompts)"},
+            "negative_prompt": {"type": "str", "default": "", "description": "what to steer away from"},
+            "steps": {"type": "int", "default": 50, "description": "DDIM steps"},
+            "guidance_scale": {"type": "float", "default": 6.0, "description": "classifier-free guidance scale (1 = off)"},
+            "eta": {"type": "float", "default": 0.0, "description": "DDIM noise scale (0 = deterministic)"},
+            "height": {"type": "int", "default": 256, "description": "image height in pixels (a multiple of 8)"},
+            "width": {"type": "int", "default": 256, "description": "image width in pixels (a multiple of 8)"},
+            "images_per_prompt": {"type": "int", "default": 1, "description": "images for each prompt"},
+        },
+        "nodes": nodes, "outputs": _image_out(nodes, "ldm"),
+    }
+
+
+RECIPES: dict[str, PipelineRecipe] = {
+    "DDPMPipeline": PipelineRecipe(_ddpm, "DDPM (Ho et al. 2020): unconditional images, ancestral sampling over "
+                                          "1000 steps, with the UNet and scheduler of {repo}."),
+    "DDIMPipeline": PipelineRecipe(_ddim, "DDIM (Song et al. 2021): unconditional images in 50 deterministic steps "
+                                          "(eta = 0; eta = 1 is DDPM-like), with the UNet and scheduler of {repo}."),
+    "LDMPipeline": PipelineRecipe(_ldm_uncond, "Unconditional latent diffusion (Rombach et al. 2022): DDIM in the "
+                                               "latent space of {repo}'s VQ autoencoder, then decode."),
+    "LDMTextToImagePipeline": PipelineRecipe(_ldm_text, "Text-to-image latent diffusion (Rombach et al. 2022): "
+                                                        "BERT tokenizer -> LDM-BERT -> conditioned UNet in a DDIM loop "
+                                                        "with classifier-free guidance -> KL decode -> PNG, from {repo}."),
+}
+
+
+def _component_folders(source: Source, index: dict[str, Any]) -> dict[str, str | None]:
+    """Each component's subfolder, or None when its files are at the repo root."""
+    found: dict[str, str | None] = {}
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        sub = source.join(name)
+        marker = "scheduler_config.json" if "scheduler" in name else (
+            "tokenizer_config.json" if "tokenizer" in name else "config.json")
+        try:
+            present = fetch_file(sub, marker, required=False) is not None
+        except (HubError, SourceError):
+            present = False
+        found[name] = name if present else None
+    return found
+
+
+def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:
+    """(pipeline class name, component folders, source) of a diffusers pipeline folder or repo."""
+    source = as_source(pretrained)
+    index = read_json(fetch_file(source, "model_index.json"))
+    return index.get("_class_name", "?"), _component_folders(source, index), source
+
+
+def pipeline_workflow(class_name: str, base: str, components: dict[str, str | None]) -> dict[str, Any]:
+    """The workflow dict for a pipeline class whose components live under `base`."""
+    if class_name not in RECIPES:
+        raise ConfigError(f"{base}: pipeline class {class_name!r} has no graph in dgraph; "
+                          f"supported: {', '.join(sorted(RECIPES))}")
+    return RECIPES[class_name].build(_Parts(base, components))
+
+
+# What the published repos weigh, for the header of exported workflows.
+DOWNLOADS = {
+    "google/ddpm-cifar10-32": "Downloads google/ddpm-cifar10-32 from the Hugging Face Hub: a UNet2DModel of 35.7 M "
+                              "parameters (about 143 MB in float32) and its scheduler_config.json.",
+    "CompVis/ldm-celebahq-256": "Downloads CompVis/ldm-celebahq-256 from the Hugging Face Hub: a UNet2DModel and a "
+                                "VQ autoencoder (f=4), about 330 M parameters in all (about 1.3 GB in float32).",
+    "CompVis/ldm-text2im-large-256": "Downloads CompVis/ldm-text2im-large-256 from the Hugging Face Hub: LDM-BERT, a "
+                                     "conditioned UNet and a KL autoencoder, about 1.45 B parameters in all (about "
+                                     "5.8 GB in float32), plus the BERT tokenizer.",
+}
+
+
+def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None) -> str:
+    """The workflow as YAML text with a header comment saying what it makes and what it downloads."""
+    from .engine.workflow import dump_text
+
+    header = RECIPES[class_name].header.format(repo=base)
+    if downloads is None:
+        repo = base.removeprefix("hf://").split("@")[0]
+        downloads = DOWNLOADS.get(repo, "")
+    lines = ["# yaml-language-server: $schema=../dgraph-workflow.schema.json", "#"]
+    lines += [f"# {line}" for line in _wrap(header)]
+    if downloads:
+        lines += [f"# {line}" for line in _wrap(downloads)]
+    lines.append(f"# Written by `dgraph export {base}`; override any source with --set NODE.source=DIR.")
+    return "\n".join(lines) + "\n" + dump_text(pipeline_workflow(class_name, base, components))
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, break_on_hyphens=False, break_long_words=False)
