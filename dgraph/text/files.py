@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ..hub import Source, as_source, fetch_file
 from ..configuration import read_json
+from ..models.modeling import add_variant
 
 # Files a tokenizer of any transformers family may need; absent ones are skipped.
 TOKENIZER_FILES = (
@@ -50,15 +51,16 @@ def local_folder(source: Source, required: tuple[str, ...], optional: tuple[str,
 
 
 def weight_files(source: Source, variant: str | None, allow_pickle: bool) -> tuple[str, ...]:
-    """Names of the weight files to fetch: safetensors (single or sharded), else pickles if allowed."""
-    suffix = f".{variant}" if variant else ""
-    candidates = [f"model{suffix}.safetensors"]
-    if allow_pickle:
-        candidates.append(f"pytorch_model{suffix}.bin")
-    for single in candidates:
+    """Names of the weight files to fetch: safetensors (single or sharded), else pickles if allowed.
+
+    Variants are named as transformers names them: `model.fp16.safetensors`, `model.safetensors.index.fp16.json`.
+    """
+    stems = ["model.safetensors"] + (["pytorch_model.bin"] if allow_pickle else [])
+    for stem in stems:
+        single = add_variant(stem, variant)
         if fetch_file(source, single, required=False) is not None:
             return (single,)
-        index_name = single.replace(".safetensors", ".safetensors.index.json").replace(".bin", ".bin.index.json")
+        index_name = add_variant(f"{stem}.index.json", variant)
         index = fetch_file(source, index_name, required=False)
         if index is not None:
             shards = sorted(set(read_json(index).get("weight_map", {}).values()))

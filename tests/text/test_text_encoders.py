@@ -189,3 +189,27 @@ def test_hub_source_from_the_offline_cache(tmp_path, monkeypatch, minilm, refere
         assert torch.equal(hidden, ref_model(**ref).last_hidden_state)
     # The same through a bare repo id and subfolder=.
     assert type(load_text_encoder("someone/encoders", subfolder="text_encoder")) is transformers.BertModel
+
+
+def test_whole_clip_checkpoint_gives_its_text_tower_and_variants_load(tmp_path):
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(
+        text_config=dict(vocab_size=30522, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, eos_token_id=102, bos_token_id=101, pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=16))
+    whole = transformers.CLIPModel(config).eval()
+    whole.save_pretrained(tmp_path / "clip")
+    text_encoder = load_text_encoder(str(tmp_path / "clip"))
+    assert type(text_encoder) is transformers.CLIPTextModel
+    tokens = tokenize(load_tokenizer(str(MODEL_DIR)), PROMPTS, max_length=12)
+    hidden, _ = encode(text_encoder, tokens)
+    with torch.no_grad():
+        assert torch.equal(hidden, whole.text_model(input_ids=tokens.input_ids).last_hidden_state)
+    # transformers' variant naming: model.fp16.safetensors
+    text_encoder.half().save_pretrained(tmp_path / "variant", variant="fp16")
+    half = load_text_encoder(str(tmp_path / "variant"), variant="fp16")
+    assert half.dtype == torch.float16
+    with pytest.raises(WeightsError) as error:
+        load_text_encoder(str(tmp_path / "variant"))
+    assert str(error.value) == f"{tmp_path / 'variant'}: no weights file model.safetensors (nor a sharded index) found"
