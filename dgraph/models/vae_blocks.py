@@ -48,13 +48,13 @@ def check_block_types(down_block_types, up_block_types, block_out_channels, owne
                               f"{len(block_out_channels)}; give one block type per resolution")
 
 
-def _vae_resnet(in_channels: int, out_channels: int, groups: int, act_fn: str) -> ResnetBlock2D:
-    return _options(groups, act_fn).block(in_channels, out_channels)
-
-
 def _options(groups: int, act_fn: str) -> ResnetOptions:
     # Autoencoder resnets take no time embedding.
     return ResnetOptions(temb_channels=None, eps=_EPS, groups=groups, act_fn=act_fn)
+
+
+def _vae_resnet(in_channels: int, out_channels: int, groups: int, act_fn: str) -> ResnetBlock2D:
+    return _options(groups, act_fn).block(in_channels, out_channels)
 
 
 def _mid_block(channels: int, groups: int, act_fn: str, add_attention: bool) -> UNetMidBlock2D:
