@@ -14,6 +14,8 @@ from dgraph.errors import ConfigError, WeightsError
 from dgraph.models import ModelMixin, UNet2DModel
 from dgraph.models.modeling import add_variant, parse_size
 
+from unet_parity import one_thread  # noqa: F401 (autouse fixture)
+
 
 class Tiny(ModelMixin):
     @register_to_config

@@ -10,7 +10,7 @@ import torch
 from dgraph.errors import ConfigError
 from dgraph.models import UNet2DModel
 
-from unet_parity import assert_parity, check_parity
+from unet_parity import assert_parity, check_parity, one_thread  # noqa: F401 (autouse fixture)
 
 # The DDPM CIFAR-10 layout (one attention level, padding-0 downsampling, sin/cos unflipped, shift 1).
 DDPM_LIKE = dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16, 16), layers_per_block=1,

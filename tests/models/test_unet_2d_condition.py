@@ -8,7 +8,7 @@ import torch
 from dgraph.errors import ConfigError
 from dgraph.models import UNet2DConditionModel
 
-from unet_parity import assert_parity, check_parity, max_difference
+from unet_parity import assert_parity, check_parity, max_difference, one_thread  # noqa: F401 (one_thread: autouse)
 
 # SD 1.x / LDM text2im layout: conv projections, one head count for all blocks.
 SD1_LIKE = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,

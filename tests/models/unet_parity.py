@@ -2,7 +2,18 @@
 weight (so zero-initialised layers are exercised too), save it, and compare outputs."""
 from __future__ import annotations
 
+import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one intra-op thread: these models are tiny, and on a busy 2-core machine two
+    spinning OpenMP threads per process make a forward pass 50x slower than one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def build_reference(diffusers_class, config: dict, seed: int = 0):
@@ -64,8 +75,9 @@ def check_parity(diffusers_class, dgraph_class, config: dict, inputs: dict, tmp_
     reference_bf16 = diffusers_class.from_pretrained(tmp_path / "reference", torch_dtype=torch.bfloat16)
     ours_bf16 = dgraph_class.from_pretrained(tmp_path / "reference", torch_dtype=torch.bfloat16)
     bf16_inputs = cast_inputs(inputs, torch.bfloat16)
-    found["bfloat16"] = max_difference(run_ours(ours_bf16, bf16_inputs), run_reference(reference_bf16, bf16_inputs))
-    found["bfloat16_dtype"] = run_ours(ours_bf16, bf16_inputs).dtype
+    ours_bf16_output = run_ours(ours_bf16, bf16_inputs)
+    found["bfloat16"] = max_difference(ours_bf16_output, run_reference(reference_bf16, bf16_inputs))
+    found["bfloat16_dtype"] = ours_bf16_output.dtype
     # Guards against a vacuous comparison: the reference output carries signal.
     found["output_scale"] = expected.abs().mean().item()
     return found
