@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", "-o", default="outputs", help="folder for written files (default: outputs)")
     p.add_argument("--output", action="append", dest="outputs", metavar="NAME",
                    help="compute only this graph output (repeatable); default: all")
+    p.add_argument("--prompt-file", metavar="TXT", help="prompts, one a line, run as one batch (sets the graph input prompt)")
     p.add_argument("--from-image", metavar="PNG", help="rerun the workflow and inputs embedded in a PNG dgraph wrote")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
 
@@ -108,6 +109,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         if not args.workflow:
             raise UsageError("give a workflow file (or --from-image PNG)")
         graph = _load_graph(args.workflow)
+    if args.prompt_file:
+        inputs["prompt"] = _read_prompts(args.prompt_file)
     for item in args.sets:
         key, eq, value = item.partition("=")
         if not eq:
@@ -138,6 +141,19 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if not args.quiet:
         print(f"done in {time.perf_counter() - started:.2f}s", file=sys.stderr)
     return EXIT_OK
+
+
+def _read_prompts(path: str) -> list[str]:
+    from .errors import DgraphError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DgraphError(f"--prompt-file {path}: cannot read it: {error}") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise DgraphError(f"--prompt-file {path}: no prompts in it (one prompt a line)")
+    return prompts
 
 
 def _load_graph(source: str):

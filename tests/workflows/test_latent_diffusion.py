@@ -133,3 +133,20 @@ def test_pipeline_repo_from_the_hub_cache(text2img, hub_cache):
     assert graph.to_dict()["nodes"]["unet"]["inputs"]["source"] == "hf://CompVis/tiny-ldm/unet"
     image = graph.execute(outputs=["image"], prompt="x", steps=1, height=32, width=32).image
     assert image.tensor.shape == (1, 3, 32, 32)
+
+
+def test_prompt_file_runs_as_one_batch(text2img, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\n\nthe sea at night\n")
+    events = []
+    graph = Graph.from_pretrained(text2img)
+
+    code = main(["run", str(text2img), "--prompt-file", str(prompts), "--images-per-prompt", "2", "--steps", "2",
+                 "--height", "32", "--width", "32", "-o", str(tmp_path / "o"), "-q"])
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"ldm_{i:03d}.png" for i in range(4)]
+    # one sampling loop over a batch of 4, not four loops
+    result = graph.execute(outputs=["image"], prompt=["a red fox", "the sea at night"], images_per_prompt=2,
+                           steps=2, height=32, width=32, on_event=events.append)
+    assert result.image.tensor.shape[0] == 4
+    assert sum(1 for e in events if e.kind == "node-start" and e.node == "sample") == 1
