@@ -12,8 +12,7 @@ The diffusers-style calls on the scheduler itself (`set_timesteps`, `step`, `sca
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
@@ -23,16 +22,32 @@ from ..hub import Source
 from .betas import make_betas
 
 
-@dataclass
 class SchedulerOutput:
-    """The result of one step: the sample for the next model call and the current estimate of x0."""
+    """The result of one step: the sample for the next model call and the current estimate of x0.
 
-    prev_sample: torch.Tensor
-    pred_original_sample: torch.Tensor | None = None
+    `pred_original_sample` may be given as a zero-argument function, for samplers whose update does
+    not need x0: it is then computed only if someone reads it.
+    """
+
+    __slots__ = ("prev_sample", "_pred_original_sample")
+
+    def __init__(self, prev_sample: torch.Tensor,
+                 pred_original_sample: torch.Tensor | Callable[[], torch.Tensor] | None = None):
+        self.prev_sample = prev_sample
+        self._pred_original_sample = pred_original_sample
+
+    @property
+    def pred_original_sample(self) -> torch.Tensor | None:
+        if callable(self._pred_original_sample):
+            self._pred_original_sample = self._pred_original_sample()
+        return self._pred_original_sample
 
     def __getitem__(self, index: int) -> torch.Tensor | None:
         # Lets `step(...)[0]` work as it does with diffusers' outputs.
         return (self.prev_sample, self.pred_original_sample)[index]
+
+    def __repr__(self) -> str:
+        return f"SchedulerOutput(prev_sample={tuple(self.prev_sample.shape)})"
 
 
 def gaussian_noise(like: torch.Tensor, generator: torch.Generator | None,

@@ -31,9 +31,10 @@ class PNDMRun(SamplingRun):
         self.cur_model_output: torch.Tensor | float = 0.0
         self.cur_sample: torch.Tensor | None = None
         self._coefficients: dict[tuple[int, int], tuple[float, ...]] = {}  # per (t, prev t)
+        self._timestep_values = timesteps.tolist()
 
     def _step(self, index, model_output, sample, generator, **options):
-        timestep = int(self.timesteps[index])
+        timestep = self._timestep_values[index]
         if self.counter < len(self.prk_timesteps) and not self.config.skip_prk_steps:
             return self._step_prk(model_output, timestep, sample)
         return self._step_plms(model_output, timestep, sample)
@@ -97,18 +98,22 @@ class PNDMRun(SamplingRun):
         if self.config.prediction_type == "v_prediction":
             model_output = root_alpha_bar * model_output + root_beta * sample
         prev_sample = sample_coeff * sample - output_coeff * model_output / denominator
-        x0 = (sample - root_beta * model_output) / root_alpha_bar
-        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+        # x0 is not part of the update; compute it only if it is read.
+        return SchedulerOutput(prev_sample, lambda: (sample - root_beta * model_output) / root_alpha_bar)
 
     def _transfer_coefficients(self, timestep: int, prev_timestep: int) -> tuple[float, ...]:
-        scheduler = self.scheduler
-        alpha_bar = scheduler.alphas_cumprod[timestep]
-        alpha_bar_prev = scheduler.alphas_cumprod[prev_timestep] if prev_timestep >= 0 \
-            else torch.tensor(scheduler.final_alpha_cumprod, dtype=torch.float32)
+        # numpy float32 scalars round +, -, *, / exactly as float32 tensors do, at a fraction of the
+        # cost; the square roots go through torch, whose x ** 0.5 is not always numpy's sqrt.
+        table = self.scheduler.alphas_cumprod.numpy()
+        alpha_bar = table[timestep]
+        alpha_bar_prev = table[prev_timestep] if prev_timestep >= 0 else np.float32(self.scheduler.final_alpha_cumprod)
         beta, beta_prev = 1 - alpha_bar, 1 - alpha_bar_prev
-        return (float(alpha_bar ** 0.5), float(beta ** 0.5), float((alpha_bar_prev / alpha_bar) ** 0.5),
-                float(alpha_bar_prev - alpha_bar),
-                float(alpha_bar * beta_prev ** 0.5 + (alpha_bar * beta * alpha_bar_prev) ** 0.5))
+        radicands = [alpha_bar, beta, alpha_bar_prev / alpha_bar, beta_prev, alpha_bar * beta * alpha_bar_prev]
+        root_alpha_bar, root_beta, ratio, root_beta_prev, root_product = (
+            torch.tensor(radicands, dtype=torch.float32) ** 0.5).numpy()
+        denominator = alpha_bar * root_beta_prev + root_product
+        return (float(root_alpha_bar), float(root_beta), float(ratio), float(alpha_bar_prev - alpha_bar),
+                float(denominator))
 
 
 class PNDMScheduler(Scheduler):
