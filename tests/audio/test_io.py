@@ -36,6 +36,15 @@ def test_float_wav_round_trip_is_exact(tmp_path):
     assert torch.equal(loaded, audio)
 
 
+def test_ogg_vorbis_is_read(tmp_path):
+    t = torch.arange(16000) / 16000
+    tone = 0.5 * torch.sin(2 * torch.pi * 440 * t)
+    sf.write(str(tmp_path / "t.ogg"), tone.numpy(), 16000, format="OGG", subtype="VORBIS")
+    loaded, rate = load_audio(tmp_path / "t.ogg")
+    assert rate == 16000 and loaded.shape == (1, 16000)
+    assert int(torch.fft.rfft(loaded[0]).abs().argmax()) == 440  # lossy, but the tone survives
+
+
 def test_pcm_clips_out_of_range_samples(tmp_path):
     loaded, _ = load_audio(save_audio(tmp_path / "c.wav", torch.tensor([[2.0, -2.0, 0.5]]), 8000))
     assert loaded.tolist() == [[32767 / 32768, -1.0, 0.5]]

@@ -9,7 +9,10 @@ from ...audio.profile import MelProfile, get_profile
 
 
 def resolve_profile(value: str | Mapping[str, Any] | MelProfile) -> MelProfile:
-    """A vocoder config stores its mel profile by name, or in full as a dict for a custom front-end."""
+    """The profile a vocoder config names (`config["mel_profile"]`): a name, or a full dict for a custom front-end.
+
+    Reading it from config.json alone lets a workflow check a mel against the vocoder before loading weights.
+    """
     if isinstance(value, Mapping):
         return MelProfile.from_dict(value)
     return get_profile(value)
