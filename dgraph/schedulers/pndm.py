@@ -6,7 +6,6 @@ calls per step) and the rest pseudo linear multistep.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

@@ -144,3 +144,23 @@ def test_outputs_unpack_like_diffusers():
     prev, x0 = scheduler.step(torch.zeros_like(sample), scheduler.timesteps[0], sample, return_dict=False)
     output = ours.DDIMScheduler().start(2).step(torch.zeros_like(sample), 500, sample)
     assert torch.equal(output[0], prev) and torch.equal(output[1], x0)
+
+
+def test_ddpm_custom_timesteps_match_diffusers():
+    import diffusers
+
+    custom = [980, 700, 420, 150, 12, 0]
+    mine, theirs = ours.DDPMScheduler(), diffusers.DDPMScheduler()
+    model = DummyDenoiser(theirs.alphas_cumprod)
+    run = mine.start(timesteps=custom)
+    theirs.set_timesteps(timesteps=custom)
+    assert run.timesteps.tolist() == theirs.timesteps.tolist() == custom
+    x = y = initial_sample()
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for t in run.timesteps:
+        x = run.step(model(x, t), t, x, generator=g1).prev_sample
+        y = theirs.step(model(y, t), t, y, generator=g2).prev_sample
+    torch.testing.assert_close(x, y, rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError) as error:
+        mine.start(timesteps=[5, 9])
+    assert str(error.value) == "DDPMScheduler.start: timesteps must be strictly descending, got [5, 9]"
