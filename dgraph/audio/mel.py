@@ -69,10 +69,12 @@ def mel_spectrogram(waveform: torch.Tensor, profile: MelProfile | str) -> torch.
         waveform = waveform.unsqueeze(0)
     if waveform.dim() != 2:
         raise DgraphError(f"mel_spectrogram: expected audio of shape [batch, samples], got {list(waveform.shape)}")
-    needed = profile.padding + 1 if profile.pad_mode == "reflect" else 1
-    if waveform.shape[-1] < needed or (not profile.center and waveform.shape[-1] + 2 * profile.padding < profile.n_fft):
-        raise DgraphError(f"mel_spectrogram: {waveform.shape[-1]} samples is too short for profile "
-                          f"{profile.name!r} (n_fft {profile.n_fft}); pad the audio first")
+    samples = waveform.shape[-1]
+    # Reflect padding needs more samples than it pads; an uncentred STFT needs one whole window.
+    reflected = max(profile.padding, profile.n_fft // 2 if profile.center else 0) if profile.pad_mode == "reflect" else 0
+    if samples <= reflected or (not profile.center and samples + 2 * profile.padding < profile.n_fft):
+        raise DgraphError(f"mel_spectrogram: {samples} samples is too short for profile {profile.name!r} "
+                          f"(n_fft {profile.n_fft}); pad the audio first (dgraph.audio.pad_or_crop)")
     waveform = waveform.float() if not waveform.is_floating_point() else waveform
     magnitude = stft_magnitude(waveform, profile)
     mel = torch.matmul(mel_filterbank(profile, magnitude.dtype).to(magnitude.device), magnitude)

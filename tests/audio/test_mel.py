@@ -84,3 +84,6 @@ def test_bad_shapes_are_reported():
         mel_spectrogram(torch.zeros(1, 2, 3), FASTDIFF)
     with pytest.raises(DgraphError, match="mel_spectrogram: 100 samples is too short for profile 'hifigan'"):
         mel_spectrogram(torch.zeros(1, 100), HIFIGAN)
+    with pytest.raises(DgraphError, match="mel_spectrogram: 512 samples is too short for profile 'diffwave'"):
+        mel_spectrogram(torch.zeros(1, 512), DIFFWAVE)
+    assert mel_spectrogram(torch.zeros(1, 100), FASTDIFF).shape == (1, 80, 1)  # zero padding has no minimum

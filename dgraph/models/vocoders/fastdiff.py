@@ -23,6 +23,7 @@ from torch import nn
 
 from ...audio.profile import MelProfile
 from ...configuration import register_to_config
+from ...errors import ConfigError
 from ..modeling import ModelMixin
 from .common import resolve_profile
 
@@ -44,7 +45,6 @@ def fastdiff_schedule(steps: int) -> list[float]:
     if steps == 1000:
         return torch.linspace(1e-6, 0.01, 1000).tolist()
     if steps not in FASTDIFF_SCHEDULES:
-        from ...errors import ConfigError
         raise ConfigError(f"FastDiff has published schedules for 3, 4, 6, 8 and 1000 steps, not {steps}")
     return list(FASTDIFF_SCHEDULES[steps])
 
