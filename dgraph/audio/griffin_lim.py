@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DgraphError
+from .edit import pad_or_crop
 from .mel import decompress, mel_filterbank, stft_magnitude
 from .profile import MelProfile, get_profile
 
@@ -61,13 +62,7 @@ def griffin_lim(mel: torch.Tensor, profile: MelProfile | str, n_iter: int = 60, 
         previous = rebuilt
     signal = torch.istft(magnitude * angles, length=length, **stft)
     signal = F.pad(signal, (profile.frame_offset, 0))
-    return pad_or_cut(signal, frames * profile.hop_length)
-
-
-def pad_or_cut(signal: torch.Tensor, samples: int) -> torch.Tensor:
-    if signal.shape[-1] >= samples:
-        return signal[..., :samples]
-    return F.pad(signal, (0, samples - signal.shape[-1]))
+    return pad_or_crop(signal, frames * profile.hop_length)
 
 
 def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor, profile: MelProfile | str) -> float:
