@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from parity import compare
+from scheduler_parity import compare
 
 TOLERANCE = 1e-5  # absolute for samples of order 1; relative (float32 has ~7 digits) for larger ones
 

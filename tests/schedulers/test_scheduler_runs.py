@@ -7,7 +7,7 @@ import torch
 import dgraph.schedulers as ours
 from dgraph.errors import ConfigError
 from dgraph.schedulers.base import gaussian_noise
-from parity import DummyDenoiser, compare, initial_sample
+from scheduler_parity import DummyDenoiser, compare, initial_sample
 
 NAMES = sorted(ours.SCHEDULERS)
 

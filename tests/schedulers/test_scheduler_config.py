@@ -152,3 +152,22 @@ def test_timesteps_and_sigmas_equal_diffusers(name, spacing, offset):
     config = {"timestep_spacing": spacing, "steps_offset": offset}
     for steps in ((4, 30) if name == "PNDMScheduler" else (1, 4, 30)):
         _same_schedule(ours.SCHEDULERS[name](**config), getattr(diffusers, name)(**config), steps)
+
+
+def test_from_the_hub_cache_by_repo_id_and_subfolder(hub_cache):
+    # Config files in the form those repos publish them (diffusers writes extra bookkeeping keys).
+    hub_cache.add("google/ddpm-cifar10-32", "scheduler_config.json", json.dumps({
+        "_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1", "beta_end": 0.02, "beta_schedule": "linear",
+        "beta_start": 0.0001, "clip_sample": True, "num_train_timesteps": 1000, "trained_betas": None,
+        "variance_type": "fixed_large"}))
+    hub_cache.add("CompVis/ldm-text2im-large-256", "scheduler/scheduler_config.json", json.dumps({
+        "_class_name": "DDIMScheduler", "_diffusers_version": "0.0.4", "beta_end": 0.012,
+        "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
+        "num_train_timesteps": 1000, "set_alpha_to_one": False, "timestep_values": None, "trained_betas": None}))
+    ddpm = ours.DDPMScheduler.from_pretrained("google/ddpm-cifar10-32")
+    assert ddpm.config.variance_type == "fixed_large"
+    ddim = ours.load_scheduler("hf://CompVis/ldm-text2im-large-256/scheduler")
+    assert isinstance(ddim, ours.DDIMScheduler) and ddim.config.set_alpha_to_one is False
+    same = ours.DDIMScheduler.from_pretrained("CompVis/ldm-text2im-large-256", subfolder="scheduler")
+    assert dict(same.config) == dict(ddim.config)
+    assert ddim.start(50).timesteps[:3].tolist() == [980, 960, 940]
