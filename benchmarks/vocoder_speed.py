@@ -62,7 +62,8 @@ def ddpm_vocode(predict_noise: Callable, betas: list[float], train: dict, shape:
 
 
 def timed(run: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
-    run()  # warm-up (allocations, kernels)
+    if device.type == "cuda":
+        run()  # warm-up: CUDA context, cuDNN autotuning, allocator
     best = math.inf
     for _ in range(repeats):
         if device.type == "cuda":
