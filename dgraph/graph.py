@@ -103,6 +103,8 @@ class Graph:
         self.cache = ResultCache()
         self._resolved: Resolved | None = None
         self._problems: list[Problem] | None = None
+        self._plans: dict[tuple[str, ...] | None, Plan] = {}
+        self._canonical: dict[str, Any] | None = None
 
     # ---- loading and saving ---------------------------------------------------------------------------
     @classmethod
@@ -150,7 +152,14 @@ class Graph:
     def to_dict(self) -> dict[str, Any]:
         """The canonical plain-data form of the workflow."""
         self.check()
-        return WorkflowFile.model_validate(self._data).to_dict()
+        if self._canonical is None:
+            self._canonical = WorkflowFile.model_validate(self._data).to_dict()
+        return copy.deepcopy(self._canonical)
+
+    def _canonical_workflow(self) -> dict[str, Any]:
+        if self._canonical is None:
+            self.to_dict()
+        return self._canonical  # read-only use by nodes (embedded in saved files)
 
     def to_text(self, fmt: str = "yaml") -> str:
         return dump_text(self.to_dict(), fmt)
@@ -182,7 +191,8 @@ class Graph:
         return self._resolved
 
     def _changed(self) -> None:
-        self._problems = self._resolved = None
+        self._problems = self._resolved = self._canonical = None
+        self._plans = {}
 
     # ---- building in Python -------------------------------------------------------------------------
     def add(self, type_name: str, name: str | None = None, *, device: str | None = None, **inputs: Any) -> NodeRef:
@@ -254,7 +264,10 @@ class Graph:
         return list(self.resolved.inputs)
 
     def plan(self, outputs: list[str] | None = None) -> Plan:
-        return make_plan(self.resolved, outputs)
+        key = tuple(outputs) if outputs is not None else None
+        if key not in self._plans:
+            self._plans[key] = make_plan(self.resolved, outputs)
+        return self._plans[key]
 
     def bind_inputs(self, values: dict[str, Any]) -> dict[str, Any]:
         """Graph input values for a run: defaults, overridden by `values`, each checked against its type."""
@@ -295,7 +308,7 @@ class Graph:
             resolved=self.resolved, plan=self.plan(outputs), inputs=bound, seed=int(bound.get("seed", 0)),
             device=device, force_device=force_device, cache=self.cache, on_event=on_event,
             cancel=cancel or CancelToken(), output_dir=Path(output_dir) if output_dir is not None else Path("outputs"),
-            workflow=self.to_dict(), base=self.base)
+            workflow=self._canonical_workflow(), base=self.base)
         return Result(self.executor.run(request))
 
 

@@ -16,6 +16,8 @@ import torch
 
 def value_digest(value: Any) -> str:
     """A stable digest of a value given to a node (literal or graph input)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return f"{type(value).__name__}:{value!r}"  # cheap and exact for the common scalars
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
@@ -35,9 +37,14 @@ def _fallback(value: Any) -> str:
     return f"object:{type(value).__qualname__}:{id(value)}"
 
 
-def node_key(type_name: str, version: int, device: str, parts: list[tuple[str, str]], seed: int | None) -> str:
-    payload = json.dumps([type_name, version, device, sorted(parts), seed])
+def node_key(static: str, device: str, parts: list[str], seed: int | None) -> str:
+    """`static` digests what never changes between runs (type, version, literals); `parts` the rest."""
+    payload = "\x1f".join([static, device, str(seed), *sorted(parts)])
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def static_key(type_name: str, version: int, literals: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps([type_name, version, sorted(literals)]).encode()).hexdigest()
 
 
 class ResultCache:

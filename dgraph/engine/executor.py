@@ -18,7 +18,7 @@ import torch
 from ..errors import Cancelled, DgraphError
 from ..node import CancelToken, Context
 from ..types import coerce, move_to_device
-from .cache import ResultCache, node_key, value_digest
+from .cache import ResultCache, node_key, static_key, value_digest
 from .events import Event
 from .plan import Plan
 from .validate import Resolved
@@ -69,10 +69,12 @@ class LocalExecutor(Executor):
 
     def run(self, request: RunRequest) -> dict[str, Any]:
         emit = request.on_event or (lambda event: None)
+        tell = request.on_event is not None  # build Event objects only for someone who listens
         cache = request.cache
         values: dict[tuple[str, str], Any] = {}
         keys: dict[str, str] = {}
         input_digests = {name: value_digest(value) for name, value in request.inputs.items()}
+        devices: dict[str | None, torch.device] = {}
         emit(Event("plan", total=len(request.plan.order)))
         cache.begin_run()
         try:
@@ -81,36 +83,43 @@ class LocalExecutor(Executor):
                     raise Cancelled(f"cancelled before node {name!r}")
                 node = request.resolved.nodes[name]
                 spec = node.spec
-                device = placement(node.device, request.device, request.force_device)
+                device = devices.get(node.device)
+                if device is None:
+                    device = devices[node.device] = placement(node.device, request.device, request.force_device)
                 arguments: dict[str, Any] = {}
-                parts: list[tuple[str, str]] = []
+                parts: list[str] = []
                 for key, binding in node.bindings.items():
                     if isinstance(binding, Literal):
                         if binding.value is None and not spec.inputs[key].required:
                             continue
                         arguments[key] = binding.value
-                        parts.append((key, "lit:" + value_digest(binding.value)))
                     elif isinstance(binding, GraphRef):
                         arguments[key] = coerce(request.inputs[binding.name], spec.inputs[key].type)
-                        parts.append((key, "in:" + input_digests[binding.name]))
+                        parts.append(f"{key}=in:{input_digests[binding.name]}")
                     else:
                         value = coerce(values[(binding.node, binding.output)], spec.inputs[key].type)
                         arguments[key] = move_to_device(value, device)
-                        parts.append((key, f"link:{keys[binding.node]}.{binding.output}"))
-                key = node_key(spec.type_name, spec.version, str(device), parts, request.seed if spec.random else None)
+                        parts.append(f"{key}=link:{keys[binding.node]}.{binding.output}")
+                if node.static_key is None:
+                    node.static_key = static_key(spec.type_name, spec.version, [
+                        (k, value_digest(b.value)) for k, b in node.bindings.items() if isinstance(b, Literal)])
+                key = node_key(node.static_key, str(device), parts, request.seed if spec.random else None)
                 keys[name] = key
                 outputs = cache.get(key)
                 if outputs is not None:
-                    emit(Event("node-cached", name, device=str(device)))
+                    if tell:
+                        emit(Event("node-cached", name, device=str(device)))
                 else:
-                    emit(Event("node-start", name, device=str(device)))
+                    if tell:
+                        emit(Event("node-start", name, device=str(device)))
                     started = time.perf_counter()
                     context = Context(node=name, device=device, seed=request.seed, random=spec.random,
                                       output_dir=request.output_dir, emit=emit, cancel=request.cancel,
                                       workflow=request.workflow, inputs=request.inputs, base=request.base)
                     outputs = _call(spec, context, arguments, name)
                     cache.put(key, outputs)
-                    emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(device)))
+                    if tell:
+                        emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(device)))
                 for output, value in outputs.items():
                     values[(name, output)] = value
         finally:

@@ -1,6 +1,7 @@
 """Planning: prune to what the requested outputs need, and order it topologically."""
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import networkx as nx
@@ -26,10 +27,15 @@ def dependency_graph(resolved: Resolved) -> nx.DiGraph:
     return graph
 
 
+def _upstream(resolved: Resolved) -> dict[str, list[str]]:
+    return {name: [b.node for b in node.bindings.values() if isinstance(b, Link) and b.node in resolved.nodes]
+            for name, node in resolved.nodes.items()}
+
+
 def make_plan(resolved: Resolved, wanted: list[str] | None = None) -> Plan:
     """The nodes needed for `wanted` graph outputs (all declared outputs by default; every node when the
-    workflow declares none), in a deterministic topological order."""
-    graph = dependency_graph(resolved)
+    workflow declares none), in a deterministic topological order (ties broken by name)."""
+    upstream = _upstream(resolved)
     if resolved.outputs:
         names = list(resolved.outputs) if wanted is None else wanted
         unknown = [n for n in names if n not in resolved.outputs]
@@ -41,9 +47,28 @@ def make_plan(resolved: Resolved, wanted: list[str] | None = None) -> Plan:
     else:
         if wanted:
             raise DgraphError("this workflow declares no outputs to choose from")
-        outputs, targets = {}, set(graph.nodes)
-    needed = set(targets)
-    for target in targets:
-        needed |= nx.ancestors(graph, target)
-    order = tuple(nx.lexicographical_topological_sort(graph.subgraph(needed)))
-    return Plan(order, outputs)
+        outputs, targets = {}, set(resolved.nodes)
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:  # everything the targets depend on
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack.extend(upstream[name])
+    # Kahn's algorithm with a heap: the same order every time, whatever the file's node order.
+    waiting = {name: len(set(upstream[name])) for name in needed}
+    downstream: dict[str, set[str]] = {name: set() for name in needed}
+    for name in needed:
+        for parent in set(upstream[name]):
+            downstream[parent].add(name)
+    ready = [name for name, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for child in downstream[name]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, child)
+    return Plan(tuple(order), outputs)

@@ -31,6 +31,7 @@ class ResolvedNode:
     spec: NodeSpec
     bindings: dict[str, Binding]
     device: str | None = None
+    static_key: str | None = None  # digest of type, version and literals, computed once by the executor
 
 
 @dataclass
