@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of workflow files (for editors)")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
 
+    p = sub.add_parser("train", help="run a training recipe (YAML); resumes from its checkpoints",
+                       description="Train an autoencoder or a denoiser from a recipe file and save it with "
+                                   "save_pretrained. Ctrl-C checkpoints the current step; run again to resume.")
+    p.add_argument("recipe", help="recipe file, e.g. workflows/train/digits_vae.yaml")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
     p = sub.add_parser("viz", help="draw a workflow as SVG (or Mermaid text)")
     p.add_argument("workflow")
     p.add_argument("--output", "-o", help="file to write: .svg for a picture, .mmd/.md for Mermaid; default: Mermaid to stdout")
@@ -307,6 +313,19 @@ def cmd_viz(args: argparse.Namespace) -> int:
         write_text_atomic(args.output, viz.mermaid(graph.resolved))
     else:
         sys.stdout.write(viz.mermaid(graph.resolved))
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import Interrupted, train
+
+    try:
+        result = train(args.recipe, progress=not args.quiet)
+    except Interrupted as stopped:
+        print(str(stopped), file=sys.stderr)
+        return EXIT_CANCELLED
+    print(f"saved {result.output} after {result.steps} steps (last loss {result.final_loss:.4f}) "
+          f"in {result.seconds:.1f}s")
     return EXIT_OK
 
 
