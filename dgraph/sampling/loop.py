@@ -8,6 +8,7 @@ import torch
 from ..schedulers.base import SamplingRun
 
 
+@torch.no_grad()
 def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: SamplingRun, noise: torch.Tensor,
            generator: torch.Generator | None = None, callback: Callable[[int, int], None] | None = None,
            **step_options) -> torch.Tensor:

@@ -1,0 +1,128 @@
+"""Scheduler, guidance and sampling-loop nodes against diffusers' own loops and formulas."""
+from __future__ import annotations
+
+import diffusers
+import pytest
+import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+from dgraph.engine.problems import WorkflowError
+from dgraph.graph import Graph
+from dgraph.node import derive_seed
+from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding
+from dgraph.schedulers import DDPMScheduler
+from dgraph.engine.registry import Registry, default_registry
+from dgraph.node import node
+from dgraph.types import UNet
+from nodes.schedulers import FAMILIES
+
+
+def _model(x: torch.Tensor, t) -> torch.Tensor:
+    """A deterministic stand-in for a UNet: a smooth nonlinear function of x and t."""
+    t = torch.as_tensor(t, dtype=x.dtype)
+    return torch.tanh(0.7 * x) * torch.cos(t / 300.0) + 0.05 * x.roll(1, dims=-1)
+
+
+class ToyUNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.config = {"in_channels": 4, "sample_size": 8}
+
+    def forward(self, x, t, **kwargs):
+        return _model(x, t) * self.scale
+
+
+@node("test.toy_unet", description="A toy UNet.", output="value")
+def toy() -> UNet:
+    return ToyUNet()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_node_builds_diffusers_timesteps(family, tmp_path):
+    cls, _ = FAMILIES[family]
+    reference = getattr(diffusers, cls.__name__)(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                                 timestep_spacing="trailing")
+    reference.save_pretrained(tmp_path)
+    graph = Graph({"dgraph": 1, "nodes": {"s": {"type": f"scheduler.{family}",
+                                                "inputs": {"config": str(tmp_path), "timestep_spacing": "leading",
+                                                           "steps_offset": 1}}},
+                   "outputs": {"s": "@s.scheduler"}})
+    scheduler = graph.execute().s
+    assert type(scheduler).__name__ == cls.__name__
+    expected = getattr(diffusers, cls.__name__).from_config(reference.config, timestep_spacing="leading", steps_offset=1)
+    expected.set_timesteps(12)
+    assert torch.allclose(scheduler.start(12).timesteps.float(), expected.timesteps.float())
+
+
+def test_bad_scheduler_parameter_is_a_validation_error():
+    data = {"dgraph": 1, "nodes": {"s": {"type": "scheduler.dpm_solver", "inputs": {"solver_order": 5}}}}
+    with pytest.raises(WorkflowError) as caught:
+        Graph.load(data)
+    assert caught.value.codes == ["invalid-value"]
+
+
+@pytest.mark.parametrize("family, eta", [("euler", 0.0), ("ddim", 0.5), ("dpm_solver", 0.0), ("heun", 0.0)])
+def test_sampling_loop_node_equals_a_diffusers_loop(family, eta):
+    cls, _ = FAMILIES[family]
+    registry_graph = {
+        "dgraph": 1,
+        "nodes": {
+            "scheduler": {"type": f"scheduler.{family}"},
+            "noise": {"type": "latent.noise", "inputs": {"channels": 4, "height": 8, "width": 8, "batch_size": 2}},
+            "sample": {"type": "sample.loop", "inputs": {"denoiser": "@den.denoiser", "scheduler": "@scheduler.scheduler",
+                                                         "latents": "@noise.latent", "steps": 8, "eta": eta}},
+            "den": {"type": "denoiser.model", "inputs": {"unet": "@unet.value"}},
+            "unet": {"type": "test.toy_unet"},
+        },
+        "outputs": {"x": "@sample.latent"},
+    }
+    registry = Registry()
+    for spec in default_registry():
+        registry.add(spec.fn, spec.pack)
+    registry.add(toy)
+    ours = Graph.load(registry_graph, registry=registry).execute(seed=11).x.tensor
+
+    scheduler = getattr(diffusers, cls.__name__)()
+    scheduler.set_timesteps(8)
+    x = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(derive_seed(11, "noise")))
+    x = x * scheduler.init_noise_sigma
+    generator = torch.Generator().manual_seed(derive_seed(11, "sample"))
+    extra = {"eta": eta, "generator": generator} if family == "ddim" else {}
+    for t in scheduler.timesteps:
+        x = scheduler.step(_model(scheduler.scale_model_input(x, t), t), t, x, **extra).prev_sample
+    assert torch.allclose(ours, x, rtol=1e-5, atol=1e-5)  # some toy trajectories grow to ~1e3
+
+
+def test_guidance_rescale_matches_the_published_formula():
+    torch.manual_seed(0)
+    cond, uncond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    guide = ClassifierFreeGuidance(lambda x, t: cond, lambda x, t: uncond, scale=7.5, rescale=0.7)
+    expected = rescale_noise_cfg(uncond + 7.5 * (cond - uncond), cond, guidance_rescale=0.7)
+    assert torch.allclose(guide(torch.zeros(2, 4, 8, 8), torch.tensor(10)), expected, atol=1e-6)
+
+
+def test_guidance_keeps_learned_variance_from_the_conditional_branch():
+    cond = torch.cat([torch.ones(1, 3, 2, 2), torch.full((1, 3, 2, 2), 5.0)], dim=1)
+    uncond = torch.cat([torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), -5.0)], dim=1)
+    out = ClassifierFreeGuidance(lambda x, t: cond, lambda x, t: uncond, scale=3.0)(torch.zeros(1, 3, 2, 2), 0)
+    assert torch.equal(out[:, :3], torch.full((1, 3, 2, 2), 3.0))
+    assert torch.equal(out[:, 3:], torch.full((1, 3, 2, 2), 5.0))
+
+
+def test_dynamic_thresholding_matches_diffusers_ddpm_thresholding():
+    """Thresholding the denoiser's x0 then stepping plainly equals diffusers' DDPM step with thresholding=True."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 8, 8) * 3
+    eps = torch.randn(2, 3, 8, 8) * 2
+    t = 500
+    ref = diffusers.DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=2.0,
+                                  clip_sample=False)
+    ref.set_timesteps(1000)
+    expected = ref.step(eps, t, x).pred_original_sample
+    ours = DDPMScheduler(clip_sample=False)
+    wrapped = DynamicThresholding(lambda x_, t_: eps, ours.alphas_cumprod, ratio=0.9, max_value=2.0)
+    eps2 = wrapped(x, torch.tensor(t))
+    run = ours.start(1000)
+    got = run.step(eps2, t, x, generator=torch.Generator().manual_seed(0)).pred_original_sample
+    assert torch.allclose(got, expected, atol=1e-4)
