@@ -69,3 +69,26 @@ def test_second_run_with_new_seed_loads_nothing(ddpm_folder):
     graph.execute(outputs=["image"], seed=2, steps=2, on_event=events.append)
     assert [e.node for e in events if e.kind == "node-cached"] == ["scheduler", "unet", "denoiser"]
     assert [e.node for e in events if e.kind == "node-start"] == ["noise", "sample", "image"]
+
+
+def test_ctrl_c_stops_between_steps_and_writes_nothing(ddpm_folder, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dgraph", "run", str(WORKFLOWS / "ddpm.yaml"), "--set", f"unet.source={ddpm_folder}",
+         "--set", f"scheduler.config={ddpm_folder}", "--steps", "1000", "-o", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # the plain progress lines: one per finished node
+        lines.append(line)
+        if " noise " in line:  # the sampling loop is next
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(lines) + rest
+    assert "cancelling at the next step" in rest
+    assert "cancelled: cancelled during node 'sample'" in rest
+    assert not out.exists() or not any(out.iterdir())
