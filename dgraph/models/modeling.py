@@ -126,9 +126,10 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         with torch.device("meta"):
             model = cls.from_config(config)
         target_device = torch.device(device) if device is not None else torch.device("cpu")
-        state_dict = _read_weights(files, pickled, model, torch_dtype, target_device)
+        expected = {key: (tensor.shape, tensor.dtype) for key, tensor in model.state_dict().items()}
+        state_dict = _read_weights(files, pickled, expected, torch_dtype, target_device)
         state_dict = cls.convert_legacy_state_dict(state_dict)
-        model._assign_state_dict(state_dict, where=str(source))
+        model._assign_state_dict(state_dict, {key: shape for key, (shape, _) in expected.items()}, str(source))
         model._materialize_leftover_buffers(config, torch_dtype, target_device)
         return model.eval()
 
@@ -165,9 +166,11 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         """Rename the keys of checkpoints written in an older layout of the same model (default: none)."""
         return state_dict
 
-    def _assign_state_dict(self, state_dict: dict[str, torch.Tensor], where: str) -> None:
-        """Put the tensors into the (meta) module, after checking every key and shape."""
-        expected = {key: tensor.shape for key, tensor in self.state_dict().items()}
+    def _assign_state_dict(self, state_dict: dict[str, torch.Tensor], expected: Mapping[str, torch.Size],
+                           where: str) -> None:
+        """Put the tensors into the (meta) module in place of its parameters and buffers, after checking
+        every key and shape. The tensors are used as they are (no copy): read from safetensors on the
+        CPU they stay backed by the file's memory map until something writes to them."""
         missing = expected.keys() - state_dict.keys()
         unexpected = state_dict.keys() - expected.keys()
         mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(shape)}"
@@ -185,7 +188,15 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
             raise WeightsError(f"{where}: the weights do not fit {type(self).__name__} as configured by its "
                                f"config.json: " + "; ".join(problems)
                                + ". Check that the folder holds this model's weights and an unedited config.json")
-        self.load_state_dict(state_dict, strict=True, assign=True)
+        modules = dict(self.named_modules())
+        for key, tensor in state_dict.items():
+            owner_name, _, leaf = key.rpartition(".")
+            owner = modules[owner_name]
+            if leaf in owner._parameters:
+                # Direct assignment; load_state_dict(assign=True) does the same with much per-key overhead.
+                owner._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=owner._parameters[leaf].requires_grad)
+            else:
+                owner._buffers[leaf] = tensor
 
     def _materialize_leftover_buffers(self, config: Mapping[str, Any], dtype: torch.dtype | None,
                                       device: torch.device) -> None:
@@ -256,11 +267,11 @@ def _shards_of(index_path: Path) -> list[str]:
     return sorted(set(weight_map.values()))
 
 
-def _read_weights(files: list[Path], pickled: bool, model: torch.nn.Module, dtype: torch.dtype | None,
-                  device: torch.device) -> dict[str, torch.Tensor]:
+def _read_weights(files: list[Path], pickled: bool, expected: Mapping[str, tuple[torch.Size, torch.dtype]],
+                  dtype: torch.dtype | None, device: torch.device) -> dict[str, torch.Tensor]:
     """All tensors of `files`, cast one by one (so at most one tensor exists twice) and on `device`."""
     # Without a requested dtype, floating weights take the dtype the module was built with.
-    model_dtypes = {key: t.dtype for key, t in model.state_dict().items()}
+    model_dtypes = {key: kind for key, (_, kind) in expected.items()}
     fallback = next((t for t in model_dtypes.values() if t.is_floating_point), torch.get_default_dtype())
     state_dict: dict[str, torch.Tensor] = {}
 
