@@ -37,73 +37,77 @@ class UniPCRun(SolverRun):
         x0 = converted if predict_x0 else self._x0_from_eps(converted, sample, index)
         return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
 
-    def _coefficients(self, h: float, rks: list[float], order: int):
-        """hh, h·phi_1(hh), B(h) and the right-hand side b of the order conditions (Zhao et al. eq. 8)."""
+    # The coefficients are formed in float32, operation for operation as in the reference
+    # implementation (numpy float32 scalars for + - * /, torch for expm1 and the linear solves). At
+    # the first step of a cosine schedule alpha is ~5e-5, and a last-bit difference in a coefficient
+    # would be amplified far beyond 1e-5 in the sample.
+    def _coefficients(self, h: np.float32, rks: list[np.float32], order: int):
+        """hh, h·phi_1(hh), B(h), and the matrix R and right-hand side b of the order conditions (eq. 8)."""
         hh = -h if self.config.predict_x0 else h
-        h_phi_1 = np.expm1(hh)
+        h_phi_1 = _expm1(hh)
         h_phi_k = h_phi_1 / hh - 1
-        b_h = hh if self.config.solver_type == "bh1" else np.expm1(hh)
+        b_h = hh if self.config.solver_type == "bh1" else _expm1(hh)
         factorial = 1
         R, b = [], []
+        ranks = torch.tensor(np.array(rks, dtype=np.float32))
         for i in range(1, order + 1):
-            R.append([rk ** (i - 1) for rk in rks])
+            R.append(torch.pow(ranks, i - 1))
             b.append(h_phi_k * factorial / b_h)
             factorial *= i + 1
             h_phi_k = h_phi_k / hh - 1 / factorial
-        return h_phi_1, b_h, np.array(R), np.array(b)
+        return h_phi_1, b_h, torch.stack(R), torch.tensor(np.array(b, dtype=np.float32))
 
-    def _base_update(self, t: int, s: int, x: torch.Tensor, m0: torch.Tensor, h_phi_1: float) -> torch.Tensor:
+    def _base_update(self, t: int, s: int, x: torch.Tensor, m0: torch.Tensor, h_phi_1: np.float32) -> torch.Tensor:
+        f32 = np.float32
         if self.config.predict_x0:
-            return (self.sigma[t] / self.sigma[s]) * x - (self.alpha[t] * h_phi_1) * m0
-        return (self.alpha[t] / self.alpha[s]) * x - (self.sigma[t] * h_phi_1) * m0
+            return float(f32(self.sigma[t]) / f32(self.sigma[s])) * x - float(f32(self.alpha[t]) * h_phi_1) * m0
+        return float(f32(self.alpha[t]) / f32(self.alpha[s])) * x - float(f32(self.sigma[t]) * h_phi_1) * m0
 
-    def _scale(self, t: int) -> float:
-        return self.alpha[t] if self.config.predict_x0 else self.sigma[t]
+    def _scale(self, t: int, b_h: np.float32) -> float:
+        return float(np.float32(self.alpha[t] if self.config.predict_x0 else self.sigma[t]) * b_h)
+
+    def _differences(self, index_of, s: int, h: np.float32, order: int, m0: torch.Tensor):
+        """Ratios r_k of past log-SNR steps to h, and the scaled output differences D1_k."""
+        rks, d1s = [], []
+        for i in range(1, order):
+            rk = (np.float32(self.lam[index_of(i)]) - np.float32(self.lam[s])) / h
+            rks.append(rk)
+            d1s.append((self.model_outputs[-(i + 1)] - m0) / float(rk))
+        rks.append(np.float32(1.0))
+        return rks, d1s
 
     def _predict(self, index, x, order):
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self._predict_unchecked(index, x, order)
+            t, s = index + 1, index
+            h = np.float32(self.lam[t]) - np.float32(self.lam[s])
+            m0 = self.model_outputs[-1]
+            rks, d1s = self._differences(lambda i: index - i, s, h, order, m0)
+            h_phi_1, b_h, R, b = self._coefficients(h, rks, order)
+            x_t = self._base_update(t, s, x, m0, h_phi_1)
+            if d1s:
+                rhos = torch.ones(1) * 0.5 if order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
+                x_t = x_t - self._scale(t, b_h) * torch.einsum("k,bkc...->bc...", rhos, torch.stack(d1s, dim=1))
+            return x_t.to(x.dtype)
 
     def _correct(self, index, model_t, last_sample, this_sample, order):
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self._correct_unchecked(index, model_t, last_sample, this_sample, order)
+            t, s = index, index - 1
+            h = np.float32(self.lam[t]) - np.float32(self.lam[s])
+            m0 = self.model_outputs[-1]
+            rks, d1s = self._differences(lambda i: index - (i + 1), s, h, order, m0)
+            h_phi_1, b_h, R, b = self._coefficients(h, rks, order)
+            rhos = torch.ones(1) * 0.5 if order == 1 else torch.linalg.solve(R, b)
+            x_t = self._base_update(t, s, last_sample, m0, h_phi_1)
+            correction = 0
+            if d1s:
+                correction = torch.einsum("k,bkc...->bc...", rhos[:-1], torch.stack(d1s, dim=1))
+            correction = correction + float(rhos[-1]) * (model_t - m0)
+            return (x_t - self._scale(t, b_h) * correction).to(this_sample.dtype)
 
-    # h is a numpy float so that a zero step (a repeated final sigma) gives inf/nan in coefficients the
-    # low-order updates never use, instead of a ZeroDivisionError.
-    def _predict_unchecked(self, index, x, order):
-        t, s = index + 1, index
-        h = np.float64(self.lam[t] - self.lam[s])
-        m0 = self.model_outputs[-1]
-        rks, d1s = [], []
-        for i in range(1, order):
-            rk = (self.lam[index - i] - self.lam[s]) / h
-            rks.append(rk)
-            d1s.append((self.model_outputs[-(i + 1)] - m0) / rk)
-        rks.append(1.0)
-        h_phi_1, b_h, R, b = self._coefficients(h, rks, order)
-        x_t = self._base_update(t, s, x, m0, h_phi_1)
-        if d1s:
-            rhos = [0.5] if order == 2 else np.linalg.solve(R[:-1, :-1], b[:-1]).tolist()
-            x_t = x_t - (self._scale(t) * b_h) * sum(r * d for r, d in zip(rhos, d1s))
-        return x_t.to(x.dtype)
 
-    def _correct_unchecked(self, index, model_t, last_sample, this_sample, order):
-        t, s = index, index - 1
-        h = np.float64(self.lam[t] - self.lam[s])
-        m0 = self.model_outputs[-1]
-        rks, d1s = [], []
-        for i in range(1, order):
-            rk = (self.lam[index - (i + 1)] - self.lam[s]) / h
-            rks.append(rk)
-            d1s.append((self.model_outputs[-(i + 1)] - m0) / rk)
-        rks.append(1.0)
-        h_phi_1, b_h, R, b = self._coefficients(h, rks, order)
-        rhos = [0.5] if order == 1 else np.linalg.solve(R, b).tolist()
-        x_t = self._base_update(t, s, last_sample, m0, h_phi_1)
-        correction = rhos[-1] * (model_t - m0)
-        if d1s:
-            correction = correction + sum(r * d for r, d in zip(rhos[:-1], d1s))
-        return (x_t - (self._scale(t) * b_h) * correction).to(this_sample.dtype)
+def _expm1(x: np.float32) -> np.float32:
+    """e^x - 1 in float32, as torch computes it."""
+    return np.float32(torch.expm1(torch.tensor(x, dtype=torch.float32)).item())
 
 
 class UniPCMultistepScheduler(Scheduler):
