@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dgraph.errors import ConfigError
+from unet_parity import one_thread  # noqa: F401 (autouse: one intra-op thread keeps tiny models fast)
 from dgraph.models.autoencoder_kl import AutoencoderKL
 from dgraph.models.vq_model import VQModel
 
@@ -62,17 +63,11 @@ def _relative(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).norm() / expected.norm()).item()
 
 
-def assert_close_half(actual: torch.Tensor, expected: torch.Tensor, exact: torch.Tensor) -> None:
-    """dgraph's half-precision output against diffusers' in the same dtype, both judged by the float32 result `exact`.
-
-    Within 1e-2 (relative norm) of diffusers when both round alike. Where attention is involved they do
-    not (dgraph's runs its softmax in float32, diffusers' in bfloat16), and the tiny random models here
-    amplify a one-step rounding difference to ~2% in both libraries; there dgraph must be at least as
-    close to float32 as diffusers is, and within 4e-2 of it.
-    """
-    between, ours, theirs = _relative(actual, expected), _relative(actual, exact), _relative(expected, exact)
-    assert between < 1e-2 or (ours <= theirs + 1e-3 and between < 4e-2), \
-        f"relative error to diffusers {between:.4f}; to float32: dgraph {ours:.4f}, diffusers {theirs:.4f}"
+def assert_close_half(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """dgraph's half-precision output within 1e-2 of diffusers' in the same dtype (relative norm: bfloat16
+    keeps 8 bits of mantissa, so elementwise the two differ by a few steps of its rounding)."""
+    error = _relative(actual, expected)
+    assert error < 1e-2, f"relative error to diffusers {error:.4f}"
 
 
 def _images(channels: int, dtype=torch.float32) -> torch.Tensor:
@@ -103,15 +98,15 @@ def test_kl_matches_diffusers_float32(kl):
 @torch.no_grad()
 def test_kl_matches_diffusers_half(kl, dtype):
     _, folder = kl
-    exact, folder = kl
+    _, folder = kl
     reference = diffusers.AutoencoderKL.from_pretrained(folder, torch_dtype=dtype).eval()
     model = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype)
     assert model.dtype == dtype
     images = _images(reference.config.in_channels, dtype)
     mean = model.encode(images).mean
     assert mean.dtype == dtype
-    assert_close_half(mean, reference.encode(images).latent_dist.mean, exact.encode(images.float()).latent_dist.mean)
-    assert_close_half(model.decode(mean), reference.decode(mean).sample, exact.decode(mean.float()).sample)
+    assert_close_half(mean, reference.encode(images).latent_dist.mean)
+    assert_close_half(model.decode(mean), reference.decode(mean).sample)
 
 
 @torch.no_grad()
@@ -142,11 +137,10 @@ def test_vq_matches_diffusers_half(vq, dtype):
     model = VQModel.from_pretrained(folder, torch_dtype=dtype)
     images = _images(reference.config.in_channels, dtype)
     latents = model.encode(images)
-    assert_close_half(latents, reference.encode(images).latents, reference_fp32.encode(images.float()).latents)
+    assert_close_half(latents, reference.encode(images).latents)
     decoded = model.decode(latents, force_not_quantize=True)
     expected = reference.decode(latents, force_not_quantize=True).sample
-    exact = reference_fp32.decode(latents.float(), force_not_quantize=True).sample
-    assert_close_half(decoded, expected, exact)
+    assert_close_half(decoded, expected)
     # diffusers cannot quantise half precision on the CPU (cdist has no kernel); dgraph measures distances
     # in float32, so it picks the codes diffusers' float32 quantizer picks given the same rounded codebook.
     _, _, indices = model.quantize(latents)

