@@ -16,6 +16,15 @@ PROMPTS = ["a painting of a fox", ""]
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json", "vocab.txt")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine spinning OpenMP threads make small forwards far slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def minilm():
     return load_tokenizer(MINILM), load_text_encoder(MINILM)
