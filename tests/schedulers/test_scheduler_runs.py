@@ -164,3 +164,16 @@ def test_ddpm_custom_timesteps_match_diffusers():
     with pytest.raises(ConfigError) as error:
         mine.start(timesteps=[5, 9])
     assert str(error.value) == "DDPMScheduler.start: timesteps must be strictly descending, got [5, 9]"
+
+
+def test_fixed_large_log_is_the_fixed_large_variance():
+    # GLIDE's "max log" variance: log(beta) as the log variance, i.e. noise std sqrt(beta). (diffusers
+    # takes the square root of the log itself and returns NaN.)
+    def sample(variance_type):
+        scheduler = ours.DDPMScheduler(variance_type=variance_type)
+        model = DummyDenoiser(scheduler.alphas_cumprod)
+        return _final(_loop_steps(scheduler.start(10), model, initial_sample(), torch.Generator().manual_seed(4)))
+
+    log_variant, plain = sample("fixed_large_log"), sample("fixed_large")
+    assert torch.isfinite(log_variant).all() and torch.equal(log_variant, plain)
+    assert not torch.equal(plain, sample("fixed_small"))
