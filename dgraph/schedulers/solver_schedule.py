@@ -5,8 +5,6 @@ here are the signal and noise scales of x_t = alpha·x0 + sigma·noise (alpha² 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -91,7 +89,3 @@ class SolverRun(SamplingRun):
 
     def _x0_from_eps(self, eps: torch.Tensor, sample: torch.Tensor, index: int) -> torch.Tensor:
         return (sample - self.sigma[index] * eps) / self.alpha[index]
-
-
-def expm1(x: float) -> float:
-    return math.expm1(x)
