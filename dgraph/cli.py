@@ -51,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
     p.add_argument("--pipeline-class", help="build this pipeline class instead (e.g. DDIMPipeline over a DDPM repo)")
 
+    p = sub.add_parser("convert", help="convert an official vocoder checkpoint into safetensors + config.json",
+                       description="Read an officially released checkpoint (the only place dgraph reads a pickle, with "
+                                   "torch.load(weights_only=True)) and write a folder that from_pretrained and "
+                                   "load.vocoder read.")
+    p.add_argument("family", choices=["fastdiff", "diffwave", "hifigan"])
+    p.add_argument("checkpoint", help="the official checkpoint file")
+    p.add_argument("--output", "-o", required=True, help="folder to write")
+    p.add_argument("--config", help="HiFi-GAN: the release's config.json (default: guessed from the tensor shapes)")
+    p.add_argument("--preset", choices=["v1", "v2", "v3"], help="HiFi-GAN: the generator configuration")
+
     p = sub.add_parser("validate", help="check workflow files; prints every problem with file:line:column")
     p.add_argument("files", nargs="+")
     p.add_argument("--json", action="store_true", help="print problems as JSON")
@@ -174,6 +184,22 @@ def _load_graph(source: str):
     return Graph.load(source)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .configuration import read_json
+    from .convert import convert
+
+    options = {}
+    if args.config:
+        options["config"] = read_json(args.config)
+    if args.preset:
+        options["preset"] = args.preset
+    if options and args.family != "hifigan":
+        raise UsageError("--config and --preset apply to hifigan checkpoints only")
+    folder = convert(args.family, args.checkpoint, args.output, **options)
+    print(f"wrote {folder}")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .configuration import write_text_atomic
     from .pipelines import export_text, read_pipeline
@@ -214,6 +240,9 @@ def _describe(value: Any) -> str:
         return f"tensor {tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ", ".join(value) if value else "(none)"
+    waveform = getattr(value, "waveform", None)
+    if waveform is not None:
+        return f"Audio {tuple(waveform.shape)}, {value.seconds:.2f} s at {value.sample_rate} Hz"
     tensor = getattr(value, "tensor", None) if not isinstance(value, (str, int, float)) else None
     if tensor is not None:
         return f"{type(value).__name__} {tuple(tensor.shape)}"
@@ -341,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
-                "export": cmd_export}[args.command](args)
+                "export": cmd_export, "convert": cmd_convert}[args.command](args)
     except UsageError as error:
         print(f"dgraph {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE

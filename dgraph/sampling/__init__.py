@@ -3,7 +3,7 @@
 A *denoiser* is any callable `(x, t) -> model output` (what the scheduler's `step` expects: epsilon,
 x0 or v, possibly with learned-variance channels). Guidance is built by wrapping denoisers.
 """
-from .denoisers import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser
+from .denoisers import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, VocoderDenoiser
 from .loop import sample
 
-__all__ = ["ClassifierFreeGuidance", "DynamicThresholding", "ModelDenoiser", "sample"]
+__all__ = ["ClassifierFreeGuidance", "DynamicThresholding", "ModelDenoiser", "VocoderDenoiser", "sample"]

@@ -129,3 +129,17 @@ class DynamicThresholding:
         x0 = torch.maximum(torch.minimum(x0, limit), -limit) / limit
         eps = ((x.float() - a * x0) / s).to(out.dtype)
         return eps if rest.numel() == 0 else torch.cat([eps, rest], dim=1)
+
+
+class VocoderDenoiser:
+    """A diffusion vocoder (FastDiff, DiffWave) conditioned on a mel: `model(sample=x, timestep=t, mel=mel)`."""
+
+    def __init__(self, model: nn.Module, mel: torch.Tensor):
+        self.model, self.mel = model, mel
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        parameter = next(self.model.parameters())
+        timestep = torch.as_tensor(t, dtype=torch.float32, device=parameter.device).reshape(-1)
+        out = self.model(sample=x.to(parameter.device, parameter.dtype), timestep=timestep,
+                         mel=self.mel.to(parameter.device, parameter.dtype))
+        return out.reshape(x.shape).to(x.dtype)
