@@ -56,7 +56,8 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     if model_type == "ldmbert":
         from ..models.ldm_bert import LDMBertModel
 
-        model = LDMBertModel.from_pretrained(source, torch_dtype=dtype, device=device)
+        model = LDMBertModel.from_pretrained(source, variant=variant, torch_dtype=dtype, device=device,
+                                             allow_pickle=allow_pickle)
         return model.eval()
     weights = weight_files(source, variant, allow_pickle)
     if not weights:
