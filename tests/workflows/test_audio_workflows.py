@@ -140,9 +140,8 @@ def test_convert_then_run_hifigan(speech, tmp_path, capsys):
     official = {}
     for name, module in model.named_modules():  # the release stores weight-normed convolutions
         if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
-            dim = 1 if isinstance(module, torch.nn.ConvTranspose1d) else 0
-            v = module.weight.detach().clone()
-            dims = [d for d in range(v.dim()) if d != dim]
+            v = module.weight.detach().clone()  # torch's weight_norm default: norm over all dims but 0
+            dims = [d for d in range(1, v.dim())]
             official[f"{name}.weight_g"] = v.norm(dim=dims, keepdim=True)
             official[f"{name}.weight_v"] = v
             official[f"{name}.bias"] = module.bias.detach().clone()
