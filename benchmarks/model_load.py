@@ -41,7 +41,21 @@ def current_rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def reset_peak_rss() -> None:
+    """Make the kernel's peak-RSS mark (VmHWM) start again from the current RSS, so that a transient peak
+    of the imports before (CUDA libraries, lazy modules) is not charged to the load."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -76,6 +90,7 @@ def child(library: str, folder: str, threads: int, forward_runs: int) -> None:
         def run(model, *args):
             return model(*args).sample
 
+    reset_peak_rss()
     before = current_rss_bytes()
     start = time.perf_counter()
     model = UNet2DConditionModel.from_pretrained(folder)
