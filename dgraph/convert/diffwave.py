@@ -36,5 +36,6 @@ def convert_diffwave(checkpoint: dict[str, Any], **overrides) -> tuple[DiffWaveM
         )
     except KeyError as error:
         raise WeightsError(f"not a DiffWave checkpoint: it has no tensor {error.args[0]!r}") from None
-    model = DiffWaveModel(**{**config, **overrides})
+    with torch.device("meta"):  # the checkpoint's tensors are assigned in, no random init
+        model = DiffWaveModel(**{**config, **overrides})
     return model, load_exactly(model, sd)

@@ -52,7 +52,8 @@ def infer_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 def convert_fastdiff(checkpoint: dict[str, Any], **overrides) -> tuple[FastDiffModel, list[str]]:
     """Build the model from an official checkpoint; returns it and the checkpoint keys left unused."""
     sd = fold_weight_norm(extract_state_dict(checkpoint))
-    model = FastDiffModel(**{**infer_config(sd), **overrides})
+    with torch.device("meta"):  # the checkpoint's tensors are assigned in, no random init
+        model = FastDiffModel(**{**infer_config(sd), **overrides})
     return model, load_exactly(model, sd)
 
 
@@ -65,5 +66,5 @@ def load_exactly(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> list[st
     if missing or wrong:
         raise WeightsError(f"checkpoint does not fit {type(model).__name__}: missing {missing[:10]}"
                            f"{' ...' if len(missing) > 10 else ''}; shape mismatches {wrong[:10]}")
-    model.load_state_dict({k: sd[k] for k in expected}, strict=True)
+    model.load_state_dict({k: sd[k].contiguous() for k in expected}, strict=True, assign=True)
     return sorted(sd.keys() - expected.keys())

@@ -27,13 +27,16 @@ def convert_hifigan(checkpoint: dict[str, Any], config: Mapping[str, Any] | None
                                        else checkpoint))
     if config is not None:
         kwargs = {k: config[k] for k in _GENERATOR_KEYS if k in config}
-        model = HiFiGANGenerator(**kwargs)
+        with torch.device("meta"):  # the checkpoint's tensors are assigned in, no random init
+            model = HiFiGANGenerator(**kwargs)
         return model, load_exactly(model, sd)
     candidates = [preset] if preset else list(HIFIGAN_CONFIGS)
     for name in candidates:
-        model = HiFiGANGenerator.from_preset(name)
-        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        with torch.device("meta"):  # shapes only, nothing allocated
+            shapes = {k: v.shape for k, v in HiFiGANGenerator.from_preset(name).state_dict().items()}
         if shapes.keys() <= sd.keys() and all(sd[k].shape == s for k, s in shapes.items()):
+            with torch.device("meta"):  # the checkpoint's tensors are assigned in, no random init
+                model = HiFiGANGenerator.from_preset(name)
             return model, load_exactly(model, sd)
     raise WeightsError(f"the generator's tensors fit none of the HiFi-GAN presets {candidates}; pass the "
                        f"checkpoint's own config.json (config=...) so strides and dilations are known")
