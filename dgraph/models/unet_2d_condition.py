@@ -7,8 +7,6 @@ round-trip unchanged) and refused with a ConfigError otherwise.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
