@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
-                "export": cmd_export, "convert": cmd_convert}[args.command](args)
+                "export": cmd_export, "convert": cmd_convert, "train": cmd_train}[args.command](args)
     except UsageError as error:
         print(f"dgraph {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
