@@ -24,10 +24,13 @@ class UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dgraph", description="Diffusion models for audio and vision as typed workflow graphs.",
+        allow_abbrev=False, prog="dgraph", description="Diffusion models for audio and vision as typed workflow graphs.",
         epilog="exit codes: 0 ok, 1 invalid workflow or failed run, 2 bad command line, 130 cancelled, 70 internal error")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Graph inputs arrive as free --flags: never let argparse read --prompt as an abbreviation of --prompt-file.
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, allow_abbrev=False, **k)
 
     p = sub.add_parser("run", help="run a workflow file (path or hf://owner/repo/file.yaml@rev)",
                        description="Run a workflow. Any graph input can be given as --NAME VALUE "

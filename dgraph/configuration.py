@@ -53,6 +53,9 @@ class FrozenConfig(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"FrozenConfig({dict(self._data)!r})"
 
+    def __reduce__(self):  # copy.deepcopy and pickle see a plain dict inside
+        return (FrozenConfig, (dict(self._data),))
+
 
 def register_to_config(init):
     """Decorate `__init__` so that its bound arguments (defaults filled in) become `self.config`."""

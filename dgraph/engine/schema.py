@@ -81,7 +81,13 @@ def workflow_schema(registry: Registry) -> dict[str, Any]:
             "nodes": {
                 "type": "object",
                 "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_-]*$"},
-                "additionalProperties": {"oneOf": branches},
+                # `type` picks the branch (if/then), so a validator reads one branch, not all of them.
+                "additionalProperties": {
+                    "type": "object", "required": ["type"],
+                    "properties": {"type": {"enum": [spec.type_name for spec in registry]}},
+                    "allOf": [{"if": {"properties": {"type": {"const": b["properties"]["type"]["const"]}}},
+                               "then": b} for b in branches],
+                },
             },
             "outputs": {"type": "object", "additionalProperties": {"type": "string", "pattern": LINK_PATTERN}},
         },

@@ -127,3 +127,12 @@ def test_viz_writes_svg_and_mermaid(tmp_path, cli):
     mermaid = cli("viz", str(workflow)).stdout
     assert mermaid.startswith("flowchart LR\n")
     assert '-->|"tensor → tensor"|' in mermaid
+
+
+def test_shipped_schema_file_is_current():
+    """workflows/*.yaml point editors at dgraph-workflow.schema.json; it must describe today's node types."""
+    from dgraph.engine.registry import default_registry
+    from dgraph.engine.schema import workflow_schema
+
+    shipped = json.loads((ROOT / "dgraph-workflow.schema.json").read_text())
+    assert shipped == workflow_schema(default_registry()), "regenerate it: dgraph schema -o dgraph-workflow.schema.json"

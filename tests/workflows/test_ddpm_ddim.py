@@ -2,6 +2,7 @@
 in the layout of google/ddpm-cifar10-32 (model and scheduler config in one folder)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import diffusers
@@ -90,5 +91,6 @@ def test_ctrl_c_stops_between_steps_and_writes_nothing(ddpm_folder, tmp_path):
     stdout, rest = process.communicate(timeout=120)
     assert process.returncode == 130, "".join(lines) + rest
     assert "cancelling at the next step" in rest
-    assert "cancelled: cancelled during node 'sample'" in rest
+    # the signal lands just before or during the sampling loop; either way nothing after it runs
+    assert re.search(r"cancelled: (cancelled|interrupted) (before|during) node 'sample'", rest), rest
     assert not out.exists() or not any(out.iterdir())
