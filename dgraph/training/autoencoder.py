@@ -50,7 +50,10 @@ def train_autoencoder(recipe: AutoencoderRecipe, progress: bool = True, stop_aft
         return autoencoder_loss(model, images[index], generator, recipe.loss.kl_weight, recipe.loss.reconstruction)
 
     checkpoints = Path(recipe.checkpoints or recipe.output + ".checkpoints")
-    losses, ema = run_loop(model, opt, recipe.seed, checkpoints, device, loss_fn, progress, stop_after, "autoencoder")
+    losses, ema, finished = run_loop(model, opt, recipe.seed, checkpoints, device, loss_fn, progress, stop_after, "autoencoder")
+    if not finished:  # stopped early on request: the checkpoint holds the state, nothing is saved yet
+        return TrainResult(Path(recipe.output), len(losses), losses[-1] if losses else float("nan"),
+                           time.perf_counter() - started, losses)
     if ema is not None:
         ema.copy_to(model)
     model.eval()

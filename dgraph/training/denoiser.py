@@ -125,7 +125,10 @@ def train_denoiser(recipe: DenoiserRecipe, progress: bool = True, stop_after: in
         return loss, {}
 
     checkpoints = Path(recipe.checkpoints or recipe.output + ".checkpoints")
-    losses, ema = run_loop(model, opt, recipe.seed, checkpoints, device, loss_fn, progress, stop_after, "denoiser")
+    losses, ema, finished = run_loop(model, opt, recipe.seed, checkpoints, device, loss_fn, progress, stop_after, "denoiser")
+    if not finished:  # stopped early on request: the checkpoint holds the state, nothing is saved yet
+        return TrainResult(Path(recipe.output), len(losses), losses[-1] if losses else float("nan"),
+                           time.perf_counter() - started, losses)
     if ema is not None:
         ema.copy_to(model)
     model.eval().cpu().save_pretrained(recipe.output)

@@ -156,28 +156,27 @@ def parse_recipe(text: str, filename: str = "<recipe>", base: str | os.PathLike 
     except ValidationError as error:
         lines = []
         for problem in error.errors():
-            # Drop the wrapper field and the union tags pydantic adds to the location.
-            loc = [p for p in problem["loc"][1:] if p not in ("autoencoder", "denoiser", "digits", "folder")
-                   or isinstance(p, int)]
-            if problem["loc"][1:2] in (("autoencoder",), ("denoiser",)) and len(problem["loc"]) > 2:
-                loc = _strip_tags(problem["loc"][2:])
-            key = ".".join(str(p) for p in loc) or "kind"
+            loc = _key_path(problem["loc"][1:])
+            key = ".".join(str(p) for p in loc)
+            if not loc:  # no kind matched: point at `kind`
+                loc, key = ("kind",), "kind"
             extra = problem["type"] == "extra_forbidden"
-            line, column = positions.of(tuple(loc), key=extra)
+            line, column = positions.of(loc, key=extra)
             message = "unknown key; check its spelling" if extra else problem["msg"]
             lines.append(f"{filename}:{line}:{column}: {key}: {message}")
         raise ConfigError("invalid recipe:\n  " + "\n  ".join(lines)) from None
     return _resolve_paths(recipe, Path(base))
 
 
-def _strip_tags(loc: tuple) -> list:
-    """`data.folder.path` → `data.path`: the tag pydantic puts after a discriminated field is not a key."""
+def _key_path(loc: tuple) -> tuple:
+    """pydantic's location without the tags it adds after a discriminated field (`denoiser.data.folder.path`
+    → `data.path`): those are not keys of the file."""
     out: list = []
     for i, part in enumerate(loc):
-        if i > 0 and loc[i - 1] == "data" and part in ("digits", "folder"):
+        if (i == 0 and part in ("autoencoder", "denoiser")) or (i > 0 and loc[i - 1] == "data" and part in ("digits", "folder")):
             continue
         out.append(part)
-    return out
+    return tuple(out)
 
 
 def _resolve(value: Optional[str], base: Path) -> Optional[str]:

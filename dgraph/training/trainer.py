@@ -80,11 +80,12 @@ class _StopFlag:
 
 def run_loop(model: nn.Module, opt: Optimization, seed: int, checkpoints: Path, device: torch.device,
              loss_fn: Callable[[torch.Generator, int], tuple[torch.Tensor, dict[str, float]]],
-             progress: bool = True, stop_after: int | None = None, label: str = "train") -> tuple[list[float], EMA | None]:
+             progress: bool = True, stop_after: int | None = None, label: str = "train"
+             ) -> tuple[list[float], EMA | None, bool]:
     """Optimise `model` for `opt.steps` steps of `loss_fn(generator, step)`, resuming from `checkpoints`.
 
     `stop_after` ends the run after that many steps in total (as an interruption would), checkpointing first.
-    Returns the loss of each step run in this call, and the EMA (when enabled).
+    Returns the loss of each step run in this call, the EMA (when enabled), and whether all steps are done.
     """
     optimizer = make_optimizer(model, opt.learning_rate, opt.weight_decay, opt.betas)
     ema = EMA(model, opt.ema_decay) if opt.ema_decay else None
@@ -135,7 +136,7 @@ def run_loop(model: nn.Module, opt: Optimization, seed: int, checkpoints: Path, 
         save_checkpoint(checkpoints, step, model, optimizer, ema, keep=opt.keep_checkpoints)
         if flag.raised:
             raise Interrupted(f"{label}: stopped after step {step} of {opt.steps}; run the same command again to resume")
-    return losses, ema
+    return losses, ema, step == opt.steps
 
 
 def _install(flag: _StopFlag) -> dict[int, Any]:
