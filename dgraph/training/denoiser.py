@@ -103,7 +103,7 @@ def train_denoiser(recipe: DenoiserRecipe, progress: bool = True, stop_after: in
         text_encoder = load_text_encoder(recipe.text_encoder, device=device).eval()
         table = encode_prompts(data, tokenizer, text_encoder, recipe.max_length, device)
         del text_encoder
-        hidden, mask = table.hidden.to(device), table.mask.to(device)
+        hidden = table.hidden.to(device)
     model = build_unet(recipe).to(device)
     opt = recipe.train
     timesteps_total = recipe.scheduler.num_train_timesteps
@@ -120,7 +120,9 @@ def train_denoiser(recipe: DenoiserRecipe, progress: bool = True, stop_after: in
         conditioning = {}
         if conditioned:
             rows = table.pick(generator, index, recipe.loss.cond_dropout).to(device)
-            conditioning = {"encoder_hidden_states": hidden[rows], "encoder_attention_mask": mask[rows]}
+            # All max_length states, padding included, and no mask: what the sampling nodes feed a UNet
+            # (as diffusers' text-to-image pipelines do) unless its config asks for the mask.
+            conditioning = {"encoder_hidden_states": hidden[rows]}
         loss = denoiser_loss(model, scheduler, x0, noise, timesteps, recipe.scheduler.prediction_type, **conditioning)
         return loss, {}
 
