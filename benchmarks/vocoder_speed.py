@@ -20,45 +20,17 @@ import torch
 
 from dgraph.audio import FASTDIFF, HIFIGAN, griffin_lim
 from dgraph.models import DiffWaveModel, FastDiffModel, HiFiGANGenerator
-from dgraph.models.vocoders import DIFFWAVE_FAST_SCHEDULE, DIFFWAVE_TRAINING_BETAS, FASTDIFF_TRAINING_BETAS, fastdiff_schedule
-
-
-def training_alpha_bars(config: dict) -> torch.Tensor:
-    betas = torch.linspace(config["beta_start"], config["beta_end"], config["num_train_timesteps"], dtype=torch.float64)
-    return torch.cumprod(1 - betas, dim=0)
-
-
-def continuous_steps(alpha_bars: torch.Tensor, train_alpha_bars: torch.Tensor) -> list[float]:
-    """The fractional training step whose sqrt(ᾱ) equals each inference sqrt(ᾱ) (linear interpolation)."""
-    train, steps = train_alpha_bars.sqrt(), []
-    for a in alpha_bars.sqrt():
-        if a >= train[0]:
-            steps.append(0.0)
-        elif a <= train[-1]:
-            steps.append(float(len(train) - 1))
-        else:
-            t = int(torch.nonzero(train >= a).max())
-            steps.append(t + float((train[t] - a) / (train[t] - train[t + 1])))
-    return steps
+from dgraph.sampling import VocoderDenoiser, sample
+from dgraph.schedulers import DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BETAS_4, FASTDIFF_TRAINING, DDPMScheduler
 
 
 @torch.inference_mode()
-def ddpm_vocode(predict_noise: Callable, betas: list[float], train: dict, shape: tuple[int, ...],
-                generator: torch.Generator, device: torch.device, clamp: bool) -> torch.Tensor:
-    """Ancestral sampling over a short explicit beta schedule, each step at its matching training step."""
-    beta = torch.tensor(betas, dtype=torch.float64)
-    alpha_bar = torch.cumprod(1 - beta, dim=0)
-    steps = continuous_steps(alpha_bar, training_alpha_bars(train))
-    x = torch.randn(shape, generator=generator).to(device)
-    for n in reversed(range(len(betas))):
-        eps = predict_noise(x, torch.tensor([steps[n]], device=device))
-        x = (x - float(beta[n] / (1 - alpha_bar[n]).sqrt()) * eps) / float((1 - beta[n]).sqrt())
-        if n > 0:
-            sigma = float(((1 - alpha_bar[n - 1]) / (1 - alpha_bar[n]) * beta[n]).sqrt())
-            x = x + sigma * torch.randn(shape, generator=generator).to(device)
-        if clamp:
-            x = x.clamp(-1, 1)
-    return x
+def ddpm_vocode(model, mel: torch.Tensor, betas, training: dict, shape: tuple[int, ...], generator: torch.Generator,
+                clamp: float | None) -> torch.Tensor:
+    """The library's explicit-beta DDPM sampler (what the fastdiff/diffwave workflows run)."""
+    run = DDPMScheduler(**training, clip_sample=False).start(device=mel.device, betas=betas)
+    noise = torch.randn(shape, generator=generator).to(mel.device)
+    return sample(VocoderDenoiser(model, mel), run, noise, generator=generator, clamp=clamp)
 
 
 def timed(run: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
@@ -94,11 +66,9 @@ def main() -> None:
     hifigan = HiFiGANGenerator.from_preset("v1").to(device).eval()
     rows = [
         ("FastDiff", 4, fastdiff.num_parameters(), lambda: ddpm_vocode(
-            lambda x, t: fastdiff(x, mel, t), fastdiff_schedule(4), FASTDIFF_TRAINING_BETAS, (1, 1, frames * hop),
-            generator, device, clamp=False)),
+            fastdiff, mel, FASTDIFF_BETAS_4, FASTDIFF_TRAINING, (1, 1, frames * hop), generator, clamp=None)),
         ("DiffWave", 6, diffwave.num_parameters(), lambda: ddpm_vocode(
-            lambda x, t: diffwave(x, t, mel.clamp(0, 1))[:, 0], DIFFWAVE_FAST_SCHEDULE, DIFFWAVE_TRAINING_BETAS,
-            (1, frames * hop), generator, device, clamp=True)),
+            diffwave, mel.clamp(0, 1), DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, (1, 1, frames * hop), generator, clamp=1.0)),
         ("HiFi-GAN V1", 1, hifigan.num_parameters(), lambda: torch.inference_mode()(hifigan)(mel)),
         ("Griffin-Lim", 60, 0, lambda: griffin_lim(mel.clamp(max=0.5), HIFIGAN, n_iter=60, generator=generator)),
     ]

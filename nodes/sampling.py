@@ -59,11 +59,13 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
 @node("sample.loop", random=True, description="Denoise latents over a scheduler's timesteps.")
 def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents: Latent,
                 steps: Annotated[int, Field(ge=1, le=10_000)] = 50,
-                eta: Annotated[float, Field(ge=0, le=1)] = 0.0) -> Latent:
+                eta: Annotated[float, Field(ge=0, le=1)] = 0.0,
+                clamp: Optional[Annotated[float, Field(gt=0)]] = None) -> Latent:
     """Progress is reported per step; a cancellation takes effect between two steps.
 
     steps: number of inference steps
     eta: DDIM's noise scale (0 = deterministic); only for schedulers that take it
+    clamp: clip the sample to [-clamp, clamp] after every step (DiffWave clamps audio at 1)
     """
     options = {}
     if "eta" in inspect.signature(scheduler.start).parameters:
@@ -72,7 +74,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
         raise DgraphError(f"eta={eta} only applies to DDIM; {type(scheduler).__name__} takes no eta (set it to 0)")
     run = scheduler.start(steps, device=ctx.device, **options)
     ctx.check_cancelled()
-    result = sample(denoiser, run, latents.tensor, generator=ctx.generator(), callback=ctx.progress)
+    result = sample(denoiser, run, latents.tensor, generator=ctx.generator(), callback=ctx.progress, clamp=clamp)
     return Latent(result, scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)
 
 

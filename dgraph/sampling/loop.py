@@ -11,11 +11,12 @@ from ..schedulers.base import SamplingRun
 @torch.no_grad()
 def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: SamplingRun, noise: torch.Tensor,
            generator: torch.Generator | None = None, callback: Callable[[int, int], None] | None = None,
-           **step_options) -> torch.Tensor:
+           clamp: float | None = None, **step_options) -> torch.Tensor:
     """Denoise `noise` (standard normal) over every timestep of `run`.
 
     `callback(step, total)` is called after each step (progress, and the place where a cancellation
-    raises). `step_options` go to each `run.step` (e.g. `eta` for DDIM).
+    raises). `clamp` clips the sample to [-clamp, clamp] after every step (DiffWave's sampler does, for
+    audio). `step_options` go to each `run.step` (e.g. `eta` for DDIM).
     """
     x = noise * run.init_noise_sigma
     timesteps = run.timesteps
@@ -23,6 +24,8 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
     for i, t in enumerate(timesteps):
         model_output = denoiser(run.scale_model_input(x, t), t)
         x = run.step(model_output, t, x, generator=generator, **step_options).prev_sample
+        if clamp is not None:
+            x = x.clamp(-clamp, clamp)
         if callback is not None:
             callback(i + 1, total)
     return x

@@ -5,7 +5,7 @@ import torch
 from dgraph.audio import DIFFWAVE, FASTDIFF, HIFIGAN, MelProfile
 from dgraph.errors import ConfigError
 from dgraph.models import DiffWaveModel, FastDiffModel, HiFiGANGenerator
-from dgraph.models.vocoders import FASTDIFF_SCHEDULES, HIFIGAN_CONFIGS, fastdiff_schedule
+from dgraph.models.vocoders import HIFIGAN_CONFIGS
 
 from audio_helpers import fill_weights
 
@@ -108,12 +108,6 @@ def test_each_vocoder_names_the_mel_profile_it_was_trained_on(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_schedules_and_presets():
-    assert sorted(FASTDIFF_SCHEDULES) == [3, 4, 6, 8]
-    assert fastdiff_schedule(4) == [3.2176e-04, 2.5743e-03, 2.5376e-02, 7.0414e-01]
-    full = fastdiff_schedule(1000)
-    assert len(full) == 1000 and full[0] == pytest.approx(1e-6) and full[-1] == pytest.approx(0.01)
-    with pytest.raises(ConfigError, match="FastDiff has published schedules for 3, 4, 6, 8 and 1000 steps, not 5"):
-        fastdiff_schedule(5)
+def test_presets():
     with pytest.raises(ConfigError, match="unknown HiFi-GAN configuration 'v4'; choose one of v1, v2, v3"):
         HiFiGANGenerator.from_preset("v4")

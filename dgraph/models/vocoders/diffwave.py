@@ -22,11 +22,6 @@ from ...configuration import register_to_config
 from ..modeling import ModelMixin
 from .common import resolve_profile
 
-# The training schedule of the published models (params.py: 50 betas from 1e-4 to 0.05) and the
-# 6-step fast-sampling schedule published beside it.
-DIFFWAVE_TRAINING_BETAS = dict(num_train_timesteps=50, beta_start=1e-4, beta_end=0.05)
-DIFFWAVE_FAST_SCHEDULE: list[float] = [0.0001, 0.001, 0.01, 0.05, 0.2, 0.5]
-
 # The upsampler is two transposed convs of stride 16 along time: 256 samples per mel frame.
 HOP_LENGTH = 256
 

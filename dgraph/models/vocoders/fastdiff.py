@@ -23,31 +23,8 @@ from torch import nn
 
 from ...audio.profile import MelProfile
 from ...configuration import register_to_config
-from ...errors import ConfigError
 from ..modeling import ModelMixin
 from .common import resolve_profile
-
-# The training schedule (config FastDiff.yaml: T=1000, beta from 1e-6 to 0.01) and the short inference
-# schedules published with the model (found by its noise predictor), keyed by their number of steps.
-FASTDIFF_TRAINING_BETAS = dict(num_train_timesteps=1000, beta_start=1e-6, beta_end=0.01)
-FASTDIFF_SCHEDULES: dict[int, list[float]] = {
-    3: [9.0000e-05, 9.0000e-03, 6.0000e-01],
-    4: [3.2176e-04, 2.5743e-03, 2.5376e-02, 7.0414e-01],
-    6: [1.7838445955931093e-06, 2.7984189728158526e-05, 0.00043231004383414984,
-        0.006634317338466644, 0.09357017278671265, 0.6000000238418579],
-    8: [6.689325005027058e-07, 1.0033881153503899e-05, 0.00015496854030061513,
-        0.002387222135439515, 0.035597629845142365, 0.3681158423423767, 0.4735414385795593, 0.5],
-}
-
-
-def fastdiff_schedule(steps: int) -> list[float]:
-    """The published betas for `steps` reverse steps (3, 4, 6, 8, or 1000 for the full training schedule)."""
-    if steps == 1000:
-        return torch.linspace(1e-6, 0.01, 1000).tolist()
-    if steps not in FASTDIFF_SCHEDULES:
-        raise ConfigError(f"FastDiff has published schedules for 3, 4, 6, 8 and 1000 steps, not {steps}")
-    return list(FASTDIFF_SCHEDULES[steps])
-
 
 def step_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
     """`[batch]` (possibly fractional) steps → `[batch, dim]`: sines then cosines of `t · 10000^(-i/(dim/2 - 1))`."""
