@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from dgraph.audio import FASTDIFF, HIFIGAN, griffin_lim
+from dgraph.audio import HIFIGAN, griffin_lim
 from dgraph.models import DiffWaveModel, FastDiffModel, HiFiGANGenerator
 from dgraph.sampling import VocoderDenoiser, sample
 from dgraph.schedulers import DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BETAS_4, FASTDIFF_TRAINING, DDPMScheduler

@@ -116,7 +116,6 @@ def _input_flags(extra: list[str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
-    from .graph import Graph
     from .node import CancelToken
     from .progress import ProgressPrinter
 

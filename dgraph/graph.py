@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from pydantic import ValidationError
+
 from .configuration import write_text_atomic
 from .engine.cache import ResultCache
 from .engine.events import Event
@@ -29,7 +31,7 @@ from .engine.validate import Resolved, check, literal_adapter
 from .engine.workflow import (FORMAT_VERSION, NODE_NAME, ParseError, Positions, WorkflowFile, dump_text,
                               parse_text)
 from .errors import DgraphError
-from .hub import HF_SCHEME, Source, fetch_file, parse_source
+from .hub import HF_SCHEME, fetch_file, parse_source
 from .node import CancelToken
 
 
@@ -288,9 +290,9 @@ class Graph:
                 if adapter is not None:
                     try:
                         value = adapter.validate_python(value)
-                    except Exception as error:
+                    except ValidationError as error:
                         raise DgraphError(f"graph input {name!r} expects {type_ref.name}, got {value!r}: "
-                                          f"{getattr(error, 'errors', lambda: [{'msg': error}])()[0]['msg']}") from None
+                                          f"{error.errors()[0]['msg']}") from None
                 bound[name] = value
             elif has_default:
                 bound[name] = default

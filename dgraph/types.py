@@ -337,7 +337,7 @@ def move_to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
-def image_to_pil(image: Image) -> list["PIL.Image.Image"]:  # noqa: F821
+def image_to_pil(image: Image) -> list[Any]:
     """The images of a batch as 8-bit PIL images (values clamped to the image's range)."""
     from PIL import Image as PILImage
 

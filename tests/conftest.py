@@ -3,7 +3,6 @@ huggingface_hub code path (hf_hub_download, revisions, HF_HUB_OFFLINE) runs with
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest

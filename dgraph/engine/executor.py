@@ -22,7 +22,7 @@ from .cache import ResultCache, node_key, static_key, value_digest
 from .events import Event
 from .plan import Plan
 from .validate import Resolved
-from .workflow import GraphRef, Link, Literal
+from .workflow import GraphRef, Literal
 
 
 class NodeFailed(DgraphError):

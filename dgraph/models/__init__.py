@@ -1,3 +1,4 @@
+"""Models with diffusers' config and state-dict keys: from_pretrained / save_pretrained / push_to_hub."""
 from .modeling import ModelMixin
 from .unet_2d import UNet2DModel
 from .vocoders import DiffWaveModel, FastDiffModel, HiFiGANGenerator
@@ -6,3 +7,6 @@ from .unet_3d_condition import UNet3DConditionModel
 from .autoencoder_kl import AutoencoderKL
 from .vq_model import VQModel
 from .ldm_bert import LDMBertModel
+
+__all__ = ["ModelMixin", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL", "VQModel",
+           "LDMBertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator"]

@@ -13,7 +13,8 @@ from torch import nn
 
 from ..configuration import register_to_config
 from .modeling import ModelMixin
-from .vae_blocks import Decoder, DiagonalGaussianDistribution, Encoder, check_block_types, rename_legacy_attention_keys
+from .layers.attention import rename_legacy_attention_keys
+from .vae_blocks import Decoder, DiagonalGaussianDistribution, Encoder, check_block_types
 
 
 class AutoencoderKL(ModelMixin):

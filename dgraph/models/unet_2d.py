@@ -4,7 +4,6 @@ Config keys and state-dict keys are diffusers' UNet2DModel's, so its folders loa
 """
 from __future__ import annotations
 
-import re
 
 import torch
 from torch import nn
@@ -15,13 +14,11 @@ from .layers.activations import activation
 from .layers.embeddings import TimestepEmbedding, Timesteps
 from .layers.unet_2d_blocks import (AttnDownBlock2D, AttnUpBlock2D, DownBlock2D, ResnetOptions, UNetMidBlock2D,
                                     UpBlock2D, check_block_types)
+from .layers.attention import rename_legacy_attention_keys
 from .modeling import ModelMixin
 
 _DOWN_TYPES = ("DownBlock2D", "AttnDownBlock2D")
 _UP_TYPES = ("UpBlock2D", "AttnUpBlock2D")
-# Checkpoints saved before diffusers 0.14 name the attention projections query/key/value/proj_attn.
-_LEGACY_ATTENTION = re.compile(r"^(.*attentions\.\d+\.)(query|key|value|proj_attn)\.(weight|bias)$")
-_LEGACY_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
 class UNet2DModel(ModelMixin):
@@ -116,13 +113,7 @@ class UNet2DModel(ModelMixin):
 
     @classmethod
     def convert_legacy_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        renamed = {}
-        for key, tensor in state_dict.items():
-            match = _LEGACY_ATTENTION.match(key)
-            if match:
-                key = f"{match.group(1)}{_LEGACY_NAMES[match.group(2)]}.{match.group(3)}"
-            renamed[key] = tensor
-        return renamed
+        return rename_legacy_attention_keys(state_dict)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 class_labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,21 +21,6 @@ _EPS = 1e-6
 DOWN_BLOCK_TYPES = ("DownEncoderBlock2D",)
 UP_BLOCK_TYPES = ("UpDecoderBlock2D",)
 
-# Attention parameter names of checkpoints written before diffusers renamed them.
-_LEGACY_ATTENTION_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-
-
-def rename_legacy_attention_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map `...attentions.0.query.weight` style keys (older autoencoder checkpoints) to today's names."""
-    renamed = {}
-    for key, tensor in state_dict.items():
-        parts = key.split(".")
-        if "attentions" in parts and len(parts) >= 2 and parts[-2] in _LEGACY_ATTENTION_NAMES:
-            key = ".".join(parts[:-2] + [_LEGACY_ATTENTION_NAMES[parts[-2]], parts[-1]])
-        renamed[key] = tensor
-    return renamed
-
-
 def check_block_types(down_block_types, up_block_types, block_out_channels, owner: str) -> None:
     """Config errors for block lists this implementation does not build, said before any module exists."""
     for name, given, known in (("down_block_types", down_block_types, DOWN_BLOCK_TYPES),

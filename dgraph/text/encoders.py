@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..configuration import read_json
-from ..errors import ConfigError, SourceError, WeightsError
+from ..errors import ConfigError, WeightsError
 from ..hub import Source, fetch_file
 from .files import local_folder, resolve_source, weight_files
 from .tokenizers import TokenBatch, load_tokenizer, tokenize

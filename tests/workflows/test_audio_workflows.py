@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from dgraph.audio import get_profile, mel_spectrogram, spectral_convergence
 from dgraph.cli import main
-from dgraph.engine.problems import WorkflowError
 from dgraph.graph import Graph
 from dgraph.models import DiffWaveModel, FastDiffModel, HiFiGANGenerator
 from dgraph.node import derive_seed

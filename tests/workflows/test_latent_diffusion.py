@@ -2,7 +2,6 @@
 and saved in its pipeline layout; and the shipped files are what `dgraph export` writes."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import diffusers

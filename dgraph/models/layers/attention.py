@@ -65,3 +65,18 @@ class Attention(nn.Module):
         if self.residual_connection:
             out = out + residual
         return out / self.rescale_output_factor
+
+
+# Attention parameter names of checkpoints written before diffusers renamed them.
+_LEGACY_ATTENTION_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def rename_legacy_attention_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map `...attentions.0.query.weight` style keys (checkpoints saved before diffusers 0.14) to today's names."""
+    renamed = {}
+    for key, tensor in state_dict.items():
+        parts = key.split(".")
+        if "attentions" in parts and len(parts) >= 2 and parts[-2] in _LEGACY_ATTENTION_NAMES:
+            key = ".".join(parts[:-2] + [_LEGACY_ATTENTION_NAMES[parts[-2]], parts[-1]])
+        renamed[key] = tensor
+    return renamed
