@@ -17,7 +17,7 @@ from dgraph.models import AutoencoderKL, UNet2DConditionModel
 from dgraph.training import Interrupted, parse_recipe, train
 from dgraph.training.checkpoint import latest_checkpoint
 from dgraph.training.recipe import Optimization
-from dgraph.training.trainer import run_loop
+from dgraph.training.trainer import autocast_dtype, run_loop
 
 VAE = """\
 kind: autoencoder
@@ -167,3 +167,21 @@ def test_cli_train_runs_a_recipe(tmp_path, capsys):
     assert main(["train", "-q", str(path)]) == 0
     assert capsys.readouterr().out.startswith(f"saved {tmp_path / 'vae'} after 2 steps (last loss ")
     assert (tmp_path / "vae/diffusion_pytorch_model.safetensors").exists()
+
+
+def test_mixed_precision_choice_and_a_bfloat16_run(tmp_path):
+    cpu = torch.device("cpu")
+    assert [autocast_dtype(s, cpu) for s in ("auto", "no", "bf16", "fp16")] == [None, None, torch.bfloat16, torch.float16]
+    model = nn.Linear(4, 1)
+    seen = []
+
+    def loss_fn(generator, step):
+        x = torch.randn(16, 4, generator=generator)
+        out = model(x)
+        seen.append(out.dtype)
+        return ((out.float() - x.sum(1, keepdim=True)) ** 2).mean(), {}
+
+    opt = Optimization(steps=40, learning_rate=0.05, mixed_precision="bf16", grad_clip=None)
+    losses, _ = run_loop(model, opt, 0, tmp_path, cpu, loss_fn, progress=False)[:2]
+    assert seen[0] == torch.bfloat16 and model.weight.dtype == torch.float32  # autocast computes, weights stay float32
+    assert losses[-1] < 0.1 * losses[0]
