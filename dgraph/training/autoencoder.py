@@ -17,7 +17,7 @@ from .trainer import TrainResult, pick_device, run_loop
 def build_autoencoder(recipe: AutoencoderRecipe) -> AutoencoderKL:
     torch.manual_seed(recipe.seed)
     try:
-        return AutoencoderKL(**recipe.model)
+        return AutoencoderKL(**{k: v for k, v in recipe.model.items() if not k.startswith("_")})
     except TypeError as error:
         raise ConfigError(f"model: {error}; the keys are AutoencoderKL's config.json keys") from None
 
@@ -59,7 +59,7 @@ def train_autoencoder(recipe: AutoencoderRecipe, progress: bool = True, stop_aft
     model.eval()
     scaling = latent_scaling_factor(model, data.images) if recipe.scaling_factor == "auto" else recipe.scaling_factor
     # The config is fixed at construction: rebuild with the measured factor and the trained weights.
-    final = AutoencoderKL(**{**recipe.model, "scaling_factor": round(scaling, 6)})
+    final = AutoencoderKL.from_config({**model.config, "scaling_factor": round(scaling, 6)})
     final.load_state_dict(model.cpu().state_dict())
     final.save_pretrained(recipe.output)
     return TrainResult(Path(recipe.output), opt.steps, losses[-1] if losses else float("nan"),

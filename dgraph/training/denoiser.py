@@ -30,7 +30,7 @@ def build_unet(recipe: DenoiserRecipe) -> nn.Module:
     torch.manual_seed(recipe.seed)
     cls = UNET_CLASSES[recipe.model_class]
     try:
-        return cls(**recipe.model)
+        return cls(**{k: v for k, v in recipe.model.items() if not k.startswith("_")})
     except TypeError as error:
         raise ConfigError(f"model: {error}; the keys are {recipe.model_class}'s config.json keys") from None
 

@@ -91,7 +91,7 @@ class _RecipeBase(_Strict):
     output: str = Field(description="folder the trained model is saved to (save_pretrained)")
     checkpoints: Optional[str] = Field(None, description="checkpoint folder (default: OUTPUT.checkpoints)")
     data: Data = Field(discriminator="dataset")
-    model: dict[str, Any] = Field(description="the network's config (its config.json keys)")
+    model: dict[str, Any] = Field(description="the network's config (its config.json keys; `_`-prefixed ones are ignored)")
     train: Optimization
 
 
@@ -165,7 +165,24 @@ def parse_recipe(text: str, filename: str = "<recipe>", base: str | os.PathLike 
             message = "unknown key; check its spelling" if extra else problem["msg"]
             lines.append(f"{filename}:{line}:{column}: {key}: {message}")
         raise ConfigError("invalid recipe:\n  " + "\n  ".join(lines)) from None
+    unknown = _unknown_model_keys(recipe)
+    if unknown:
+        cls = _model_class_name(recipe)
+        lines = [f"{filename}:{':'.join(map(str, positions.of(('model', k), key=True)))}: model.{k}: not a "
+                 f"config key of {cls}; check its spelling" for k in unknown]
+        raise ConfigError("invalid recipe:\n  " + "\n  ".join(lines))
     return _resolve_paths(recipe, Path(base))
+
+
+def _model_class_name(recipe: Recipe) -> str:
+    return "AutoencoderKL" if isinstance(recipe, AutoencoderRecipe) else recipe.model_class
+
+
+def _unknown_model_keys(recipe: Recipe) -> list[str]:
+    from .. import models
+
+    accepted = getattr(models, _model_class_name(recipe)).init_parameters()
+    return [key for key in recipe.model if key not in accepted and not key.startswith("_")]
 
 
 def _key_path(loc: tuple) -> tuple:

@@ -58,6 +58,14 @@ def test_errors_name_file_line_column_and_key(text, message):
     assert str(caught.value) == f"invalid recipe:\n  {message}"
 
 
+def test_model_keys_are_checked_against_the_model_class():
+    text = GOOD.replace("model: {in_channels: 1, out_channels: 1}", "model: {in_channels: 1, out_chanels: 1}")
+    with pytest.raises(ConfigError) as caught:
+        parse_recipe(text, "r.yaml")
+    assert str(caught.value) == ("invalid recipe:\n  r.yaml:5:25: model.out_chanels: not a config key of "
+                                 "AutoencoderKL; check its spelling")
+
+
 def test_every_problem_is_reported_at_once():
     text = GOOD.replace("seed: 3", "seed: -1").replace("steps: 10", "steps: zero")
     with pytest.raises(ConfigError) as caught:
