@@ -17,7 +17,8 @@ from dgraph.errors import DgraphError
 from dgraph.models.auto import DTYPES, load_model
 from dgraph.node import Context, node
 from dgraph.sampling import VocoderDenoiser
-from dgraph.schedulers import DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_TRAINING
+from dgraph.schedulers import (DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_TRAINING, DDPMScheduler,
+                               ExplicitBetaSchedule)
 from dgraph.types import Audio, Denoiser, Latent, Mel, Param, Scheduler, Source, TypeRef, Vocoder
 
 ProfileName = Literal["fastdiff", "hifigan", "diffwave"]
@@ -137,27 +138,12 @@ def vocoder_noise(ctx: Context, vocoder: Vocoder, mel: Mel) -> Latent:
       output="scheduler")
 def vocoder_schedule(family: Literal["fastdiff", "diffwave"], steps: int = 4) -> Scheduler:
     """steps: FastDiff 3, 4, 6, 8 or 1000; DiffWave 6 or 50"""
-    from dgraph.schedulers import DDPMScheduler
-
     training, short = (FASTDIFF_TRAINING, FASTDIFF_BETAS) if family == "fastdiff" else (DIFFWAVE_TRAINING, {6: DIFFWAVE_BETAS_6})
     full = training["num_train_timesteps"]
     if steps not in short and steps != full:
         raise DgraphError(f"{family} has published schedules of {', '.join(map(str, sorted(short)))} and {full} steps, "
                           f"not {steps}")
-    return VocoderSchedule(DDPMScheduler(**training, clip_sample=False), short.get(steps))
-
-
-class VocoderSchedule:
-    """A DDPM scheduler that samples an explicit short beta list (or the full training schedule)."""
-
-    def __init__(self, scheduler, betas):
-        self.scheduler, self.betas = scheduler, betas
-        self.alphas_cumprod = scheduler.alphas_cumprod
-
-    def start(self, num_inference_steps=None, device=None):
-        if self.betas is not None:
-            return self.scheduler.start(device=device, betas=self.betas)
-        return self.scheduler.start(self.scheduler.num_train_timesteps, device=device)
+    return ExplicitBetaSchedule(DDPMScheduler(**training, clip_sample=False), short.get(steps))
 
 
 @node("audio.from_latent", description="Read a diffusion vocoder's samples as audio.")

@@ -27,7 +27,7 @@ from .heun import HeunDiscreteScheduler
 from .lms import LMSDiscreteScheduler
 from .pndm import PNDMScheduler
 from .unipc import UniPCMultistepScheduler
-from .vocoder_schedules import (DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_BETAS_3,
+from .vocoder_schedules import (DIFFWAVE_BETAS_6, ExplicitBetaSchedule, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_BETAS_3,
                                 FASTDIFF_BETAS_4, FASTDIFF_BETAS_6, FASTDIFF_BETAS_8, FASTDIFF_LJSPEECH_BETAS_4,
                                 FASTDIFF_TRAINING, fractional_timesteps)
 
@@ -57,5 +57,5 @@ __all__ = [
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
     "UniPCMultistepScheduler",
     "FASTDIFF_BETAS", "FASTDIFF_BETAS_3", "FASTDIFF_BETAS_4", "FASTDIFF_BETAS_6", "FASTDIFF_BETAS_8",
-    "FASTDIFF_LJSPEECH_BETAS_4", "FASTDIFF_TRAINING", "DIFFWAVE_BETAS_6", "DIFFWAVE_TRAINING", "fractional_timesteps",
+    "FASTDIFF_LJSPEECH_BETAS_4", "FASTDIFF_TRAINING", "DIFFWAVE_BETAS_6", "DIFFWAVE_TRAINING", "fractional_timesteps", "ExplicitBetaSchedule",
 ]

@@ -56,3 +56,18 @@ def fractional_timesteps(betas: Sequence[float], training_alphas_cumprod: torch.
             t = int(np.nonzero(levels[1:] <= level)[0][0])
             steps.append(t + (levels[t] - level) / (levels[t] - levels[t + 1]))
     return np.asarray(steps)
+
+
+class ExplicitBetaSchedule:
+    """A DDPM scheduler that always samples one explicit beta list (or, with `betas=None`, its whole
+    training schedule): what a diffusion vocoder node hands to the sampling loop, which calls `start`."""
+
+    def __init__(self, scheduler, betas: Sequence[float] | None):
+        self.scheduler, self.betas = scheduler, None if betas is None else tuple(betas)
+        self.alphas_cumprod = scheduler.alphas_cumprod
+
+    def start(self, num_inference_steps: int | None = None, device=None):
+        """A run over the explicit betas; `num_inference_steps` is ignored (the list fixes the steps)."""
+        if self.betas is not None:
+            return self.scheduler.start(device=device, betas=self.betas)
+        return self.scheduler.start(self.scheduler.num_train_timesteps, device=device)
