@@ -49,6 +49,16 @@ def build(folder: Path) -> None:
           f"VAE: {sum(p.numel() for p in vae.parameters()) / 1e6:.1f} M")
 
 
+def best(run, repeats: int = 3) -> float:
+    """The fastest of `repeats` runs with new seeds (a shared machine's noise only ever adds time)."""
+    times = []
+    for seed in range(2, 2 + repeats):
+        start = time.perf_counter()
+        run(seed)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def child(kind: str, folder: str, steps: int, size: int, threads: int) -> dict:
     import torch
 
@@ -62,9 +72,8 @@ def child(kind: str, folder: str, steps: int, size: int, threads: int) -> dict:
         result = graph.execute(outputs=["image"], prompt=PROMPT, seed=1, steps=steps, guidance_scale=6.0,
                                height=size, width=size)
         out["first"] = time.perf_counter() - start
-        start = time.perf_counter()
-        graph.execute(outputs=["image"], prompt=PROMPT, seed=2, steps=steps, guidance_scale=6.0, height=size, width=size)
-        out["second"] = time.perf_counter() - start
+        out["second"] = best(lambda seed: graph.execute(outputs=["image"], prompt=PROMPT, seed=seed, steps=steps,
+                                                        guidance_scale=6.0, height=size, width=size))
         out["checksum"] = float(result.image.tensor.abs().mean())
     elif kind == "diffusers":
         import diffusers
@@ -75,10 +84,9 @@ def child(kind: str, folder: str, steps: int, size: int, threads: int) -> dict:
         pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=6.0,
              generator=torch.Generator().manual_seed(1), output_type="np")
         out["first"] = time.perf_counter() - start
-        start = time.perf_counter()
-        pipe(PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=6.0,
-             generator=torch.Generator().manual_seed(2), output_type="np")
-        out["second"] = time.perf_counter() - start
+        out["second"] = best(lambda seed: pipe(PROMPT, height=size, width=size, num_inference_steps=steps,
+                                               guidance_scale=6.0, generator=torch.Generator().manual_seed(seed),
+                                               output_type="np"))
     else:  # a plain loop over dgraph's modules: what the graph must not be slower than
         from dgraph.models import AutoencoderKL, UNet2DConditionModel
         from dgraph.schedulers import DDIMScheduler
@@ -104,9 +112,7 @@ def child(kind: str, folder: str, steps: int, size: int, threads: int) -> dict:
         scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
         once(1)
         out["first"] = time.perf_counter() - start
-        start = time.perf_counter()
-        once(2)
-        out["second"] = time.perf_counter() - start
+        out["second"] = best(once)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -131,13 +137,16 @@ def main() -> None:
             results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"\nLDM text-to-image, {args.size}×{args.size}, {args.steps} DDIM steps, guidance 6.0, "
           f"{args.threads} threads (first run includes loading)")
-    print(f"{'':12}{'first s':>10}{'second s':>10}{'peak RSS MB':>13}")
+    print(f"{'':12}{'first s':>10}{'next s':>10}{'peak RSS MB':>13}   (next: best of 3 runs with new seeds)")
     for kind, r in results.items():
         print(f"{kind:12}{r['first']:10.2f}{r['second']:10.2f}{r['peak_rss_mb']:13.0f}")
     d, f, l = results["dgraph"], results["diffusers"], results["loop"]
-    print(f"\ndgraph / diffusers (second run): {d['second'] / f['second']:.3f}   (goal ≤ 1.0)")
-    print(f"dgraph / hand-written loop (second run): {d['second'] / l['second']:.3f}   (goal ≤ 1.05)")
-    print(f"dgraph second / first execute: {d['second'] / d['first']:.3f}   (goal ≤ 0.5)")
+    print(f"\ndgraph / diffusers (next runs): {d['second'] / f['second']:.3f}   (goal ≤ 1.0)")
+    print(f"dgraph / hand-written loop (next runs): {d['second'] / l['second']:.3f}   (goal ≤ 1.05)")
+    print(f"dgraph next / first execute: {d['second'] / d['first']:.3f}   (goal ≤ 0.5)")
+    import os
+
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (figures are only comparable on an idle machine)")
 
 
 if __name__ == "__main__":
