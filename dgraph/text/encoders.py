@@ -5,6 +5,8 @@ mask of the tokens. For CLIP that is the output of the final layer norm, as Stab
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 
 import torch
@@ -75,12 +77,27 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        model = model_class.from_pretrained(folder, **kwargs)
+        with _quiet_transformers():
+            model = model_class.from_pretrained(folder, **kwargs)
     except (OSError, ValueError) as error:
         raise WeightsError(f"{source}: cannot load {model_class.__name__} from {folder}: {error}") from None
     if device is not None:
         model = model.to(device)
     return model.eval()
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No "Loading weights" progress bar from transformers: dgraph reports progress itself."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _model_class(config: dict, source: Source):
