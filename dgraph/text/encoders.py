@@ -6,7 +6,6 @@ mask of the tokens. For CLIP that is the output of the final layer norm, as Stab
 from __future__ import annotations
 
 import contextlib
-
 import os
 
 import torch
