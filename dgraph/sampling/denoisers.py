@@ -24,6 +24,8 @@ class ModelDenoiser:
     def __init__(self, model: nn.Module, context: torch.Tensor | None = None,
                  context_mask: torch.Tensor | None = None, class_labels: torch.Tensor | None = None):
         self.model, self.context, self.context_mask, self.class_labels = model, context, context_mask, class_labels
+        # The conditioning a forward pass needs is the same at every step: build it once per batch shape.
+        self._prepared: dict[tuple, dict[str, Any]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -34,6 +36,12 @@ class ModelDenoiser:
         return next(self.model.parameters()).dtype
 
     def _kwargs(self, batch: int, contexts: list["ModelDenoiser"] | None = None) -> dict[str, Any]:
+        key = (batch, *(id(p) for p in contexts or [self]))
+        if key not in self._prepared:
+            self._prepared[key] = self._build_kwargs(batch, contexts)
+        return self._prepared[key]
+
+    def _build_kwargs(self, batch: int, contexts: list["ModelDenoiser"] | None) -> dict[str, Any]:
         parts = contexts or [self]
         kwargs: dict[str, Any] = {}
         if self.context is not None:
