@@ -6,6 +6,7 @@ a FastDiff mel into HiFi-GAN is a validation error before anything runs, not noi
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import torch
@@ -13,7 +14,7 @@ from pydantic import Field
 
 from dgraph.audio import (get_profile, griffin_lim, load_audio, mel_spectrogram, pad_or_crop,
                           peak_normalize, save_audio, to_mono, trim_silence)
-from dgraph.errors import DgraphError
+from dgraph.errors import DgraphError, SourceError
 from dgraph.models.auto import DTYPES, load_model
 from dgraph.node import Context, node
 from dgraph.sampling import VocoderDenoiser
@@ -98,8 +99,12 @@ def load_vocoder(ctx: Context, source: Source, family: Literal["fastdiff", "diff
     """source: a folder written by `dgraph convert` (config.json + safetensors), hf://repo/sub@rev, or pkg://
     family: which vocoder this is; it fixes the mel profile the vocoder reads
     """
-    model = load_model(ctx.resolve_source(source), expect=(FAMILY_CLASSES[family],), torch_dtype=DTYPES[dtype],
-                       device=ctx.device)
+    resolved = ctx.resolve_source(source)
+    if resolved.kind == "folder" and not Path(resolved.location).exists():
+        raise SourceError(f"no {family} weights at {resolved.location}: convert the official checkpoint with "
+                          f"`dgraph convert {family} CHECKPOINT -o {resolved.location}`, or point "
+                          f"--set vocoder.source=... at a converted folder or hf://owner/repo/sub@rev")
+    model = load_model(resolved, expect=(FAMILY_CLASSES[family],), torch_dtype=DTYPES[dtype], device=ctx.device)
     if model.mel_profile.name != family:
         raise DgraphError(f"{source}: this {family} checkpoint reads the {model.mel_profile.name!r} mel profile")
     return model.eval().requires_grad_(False)
