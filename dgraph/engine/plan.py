@@ -4,8 +4,6 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-import networkx as nx
-
 from ..errors import DgraphError
 from .validate import Resolved
 from .workflow import Link
@@ -15,16 +13,6 @@ from .workflow import Link
 class Plan:
     order: tuple[str, ...]  # the nodes to run, dependencies first
     outputs: dict[str, Link]  # the graph outputs to return
-
-
-def dependency_graph(resolved: Resolved) -> nx.DiGraph:
-    graph = nx.DiGraph()
-    for name, node in resolved.nodes.items():
-        graph.add_node(name)
-        for binding in node.bindings.values():
-            if isinstance(binding, Link):
-                graph.add_edge(binding.node, name)
-    return graph
 
 
 def _upstream(resolved: Resolved) -> dict[str, list[str]]:

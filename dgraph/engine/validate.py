@@ -6,6 +6,7 @@ resolved graph the planner runs (node specs and parsed bindings).
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,12 +44,9 @@ class Resolved:
     outputs: dict[str, Link] = field(default_factory=dict)
 
 
-def graph_input_type(name: str) -> TypeRef:
-    """The TypeRef of a graph input's declared `type` name."""
-    return TypeRef(name)
-
-
+@functools.lru_cache(maxsize=None)
 def literal_adapter(type_name: str) -> TypeAdapter | None:
+    """The validator of a graph input's literal values (built once per type: every execute uses it)."""
     from ..types import Source, Text
 
     table = {"int": int, "float": float, "str": str, "bool": bool, "Text": Text, "Source": Source}
@@ -65,6 +63,13 @@ class _Checker:
         line, column = self.positions.of(path, key=key)
         self.problems.append(Problem(code, message, hint, self.filename, line, column))
 
+    def check_keys(self, mapping: dict, path: tuple, allowed: tuple[str, ...], owner: str) -> None:
+        """Report every key of `mapping` the format does not have, with the closest known one."""
+        for key in mapping:
+            if key not in allowed:
+                message = f"unknown top-level key {key!r}" if not path else f"{owner} has unknown key {key!r}"
+                self.add("unknown-key", path + (key,), message, _did_you_mean(key, allowed), key=True)
+
     # -----------------------------------------------------------------------------------------------
     def run(self) -> None:
         data = self.data
@@ -72,9 +77,7 @@ class _Checker:
             self.add("not-a-mapping", (), "a workflow file must be a mapping with `dgraph`, `nodes` and `outputs`",
                      "start from one of the files in workflows/")
             return
-        for key in data:
-            if key not in TOP_KEYS:
-                self.add("unknown-key", (key,), f"unknown top-level key {key!r}", _did_you_mean(key, TOP_KEYS), key=True)
+        self.check_keys(data, (), TOP_KEYS, "the workflow")
         version = data.get("dgraph")
         if version is None:
             self.add("format-version", (), "missing format version", f"add `dgraph: {FORMAT_VERSION}` at the top")
@@ -113,10 +116,7 @@ class _Checker:
             if not isinstance(decl, dict):
                 self.add("not-a-mapping", path, f"graph input {name!r} must be a mapping like {{type: int, default: 1}}")
                 continue
-            for key in decl:
-                if key not in INPUT_KEYS:
-                    self.add("unknown-key", path + (key,), f"graph input {name!r} has unknown key {key!r}",
-                             _did_you_mean(key, INPUT_KEYS), key=True)
+            self.check_keys(decl, path, INPUT_KEYS, f"graph input {name!r}")
             type_name = decl.get("type")
             if type_name not in TYPE_NAMES:
                 self.add("bad-type-name", path + ("type",), f"graph input {name!r} has unknown type {type_name!r}",
@@ -147,10 +147,7 @@ class _Checker:
         if not isinstance(decl, dict):
             self.add("not-a-mapping", path, f"node {name!r} must be a mapping with `type` and `inputs`")
             return
-        for key in decl:
-            if key not in NODE_KEYS:
-                self.add("unknown-key", path + (key,), f"node {name!r} has unknown key {key!r}",
-                         _did_you_mean(key, NODE_KEYS), key=True)
+        self.check_keys(decl, path, NODE_KEYS, f"node {name!r}")
         type_name = decl.get("type")
         if not isinstance(type_name, str):
             self.add("missing-key", path, f"node {name!r} has no `type`", "add `type: <node type>` (see `dgraph nodes`)")
