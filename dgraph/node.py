@@ -198,6 +198,7 @@ class Context:
     workflow: dict[str, Any] | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
     base: Any = None  # where relative sources resolve: the workflow file's folder, or its hub Source
+    overwrite: bool = False  # written files replace earlier ones instead of taking the next free number
 
     def resolve_source(self, text: str):
         """A weights source written in the workflow, resolved against the workflow's own location."""
@@ -254,6 +255,16 @@ class Context:
         if self.output_dir is None:
             raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
         return safe_output_path(self.output_dir, relative)
+
+    def write_files(self, stem: str, suffix: str, payloads: list[bytes], *, plain_single: bool = False) -> list[Path]:
+        """Write files `STEM_NNN{suffix}` in the output folder (numbers continue after earlier runs' files,
+        each name claimed atomically; with `overwrite`, from 000); see `engine.paths.write_new_files`."""
+        from .engine.paths import write_new_files
+
+        if self.output_dir is None:
+            raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
+        return write_new_files(self.output_dir, stem, suffix, payloads, overwrite=self.overwrite,
+                               plain_single=plain_single)
 
 
 def derive_seed(seed: int, name: str) -> int:

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from dgraph.audio import (get_profile, griffin_lim, load_audio, mel_spectrogram, pad_or_crop,
-                          peak_normalize, save_audio, to_mono, trim_silence)
+                          peak_normalize, encode_audio, to_mono, trim_silence)
 from dgraph.errors import DgraphError, SourceError
 from dgraph.models.auto import DTYPES, load_model
 from dgraph.node import Context, node
@@ -49,16 +49,15 @@ def audio_load(ctx: Context, path: str, sample_rate: Optional[SampleRate] = None
 def audio_save(ctx: Context, audio: Audio, name: str = "audio.wav",
                encoding: Literal["pcm16", "pcm24", "float"] = "pcm16") -> list[str]:
     """name: file name inside the output folder (.wav or .flac); a batch writes NAME_000.wav, NAME_001.wav...
+    (a name already taken gets the next free number; `--overwrite` replaces instead)
     encoding: sample format
     """
     if not _NAME.match(name):
         raise DgraphError(f"name {name!r}: use letters, digits, '_', '-', '.', '/' and end in .wav or .flac")
     waveform = audio.waveform.detach().cpu()
-    if waveform.shape[0] == 1:
-        return [str(save_audio(ctx.output_path(name), waveform, audio.sample_rate, encoding))]
-    stem, dot, suffix = name.rpartition(".")
-    return [str(save_audio(ctx.output_path(f"{stem}_{i:03d}.{suffix}"), row[None], audio.sample_rate, encoding))
-            for i, row in enumerate(waveform)]
+    stem, suffix = str(Path(name).with_suffix("")), Path(name).suffix
+    payloads = [encode_audio(row[None], audio.sample_rate, suffix, encoding, name=name) for row in waveform]
+    return [str(path) for path in ctx.write_files(stem, suffix, payloads, plain_single=True)]
 
 
 @node("audio.mel", description="Mel spectrogram with a named front-end profile.", output="mel",

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 from typing import Annotated
 
 import torch
 from pydantic import Field
 
-from dgraph.configuration import write_bytes_atomic
 from dgraph.node import Context, node
+from dgraph.provenance import png_text
 from dgraph.types import Image, Latent, image_to_pil
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-
-# PNG text keys holding the workflow and its input values; `dgraph run --from-image` reads them back.
-WORKFLOW_KEY = "dgraph:workflow"
-INPUTS_KEY = "dgraph:inputs"
 
 
 @node("image.from_tensor", description="Wrap a [batch, channels, height, width] tensor as an Image.")
@@ -32,34 +27,22 @@ def from_tensor(tensor: torch.Tensor, low: float = -1.0, high: float = 1.0) -> I
       output="paths")
 def save(ctx: Context, image: Image, prefix: Annotated[str, Field(min_length=1, max_length=200)] = "image",
          embed_workflow: bool = True) -> list[str]:
-    """prefix: file name prefix inside the output folder (subfolders allowed); files are PREFIX_000.png, ..."""
+    """prefix: file name prefix inside the output folder (subfolders allowed); files are PREFIX_000.png,
+    PREFIX_001.png, ..., numbered on after the files already there (`--overwrite` starts again at 000)"""
     if not _PREFIX.match(prefix):
         raise ValueError(f"prefix {prefix!r} may hold only letters, digits, '_', '-', '.' and '/'")
     from PIL import PngImagePlugin
 
-    paths = []
-    for index, picture in enumerate(image_to_pil(image)):
-        target = ctx.output_path(f"{prefix}_{index:03d}.png")
+    payloads = []
+    for picture in image_to_pil(image):
         info = PngImagePlugin.PngInfo()
         if embed_workflow and ctx.workflow is not None:
-            info.add_text(WORKFLOW_KEY, json.dumps(ctx.workflow, sort_keys=False))
-            info.add_text(INPUTS_KEY, json.dumps(_jsonable(ctx.inputs)))
+            for key, text in png_text(ctx.workflow, ctx.inputs, ctx.base).items():
+                info.add_text(key, text)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG", pnginfo=info)
-        write_bytes_atomic(target, buffer.getvalue())
-        paths.append(str(target))
-    return paths
-
-
-def _jsonable(values: dict) -> dict:
-    out = {}
-    for key, value in values.items():
-        try:
-            json.dumps(value)
-            out[key] = value
-        except TypeError:
-            out[key] = repr(value)
-    return out
+        payloads.append(buffer.getvalue())
+    return [str(path) for path in ctx.write_files(prefix, ".png", payloads)]
 
 
 @node("image.from_latent", description="Read pixel-space diffusion samples (values in [-1, 1]) as an Image.")

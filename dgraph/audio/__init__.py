@@ -5,7 +5,7 @@ a mel is `[batch, n_mels, frames]` with the `MelProfile` that made it.
 """
 from .edit import pad_or_crop, pad_to_multiple, peak_normalize, trim_silence
 from .griffin_lim import griffin_lim, mel_to_magnitude, spectral_convergence
-from .io import load_audio, resample, save_audio, to_mono
+from .io import encode_audio, load_audio, resample, save_audio, to_mono
 from .mel import compress, decompress, mel_filterbank, mel_frequencies, mel_spectrogram, stft_magnitude
 from .profile import DIFFWAVE, FASTDIFF, HIFIGAN, PROFILES, MelProfile, get_profile
 
@@ -13,6 +13,6 @@ __all__ = [
     "MelProfile", "PROFILES", "FASTDIFF", "HIFIGAN", "DIFFWAVE", "get_profile",
     "mel_spectrogram", "mel_filterbank", "mel_frequencies", "stft_magnitude", "compress", "decompress",
     "griffin_lim", "mel_to_magnitude", "spectral_convergence",
-    "load_audio", "save_audio", "resample", "to_mono",
+    "load_audio", "save_audio", "encode_audio", "resample", "to_mono",
     "peak_normalize", "trim_silence", "pad_or_crop", "pad_to_multiple",
 ]

@@ -50,26 +50,33 @@ def save_audio(path: str | os.PathLike, waveform: torch.Tensor, sample_rate: int
     PCM. Returns the path written.
     """
     path = Path(path)
-    container = WRITABLE_FORMATS.get(path.suffix.lower())
+    data = encode_audio(waveform, sample_rate, path.suffix, subtype, name=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, data)
+    return path
+
+
+def encode_audio(waveform: torch.Tensor, sample_rate: int, suffix: str, subtype: str = "pcm16",
+                 name: str = "audio") -> bytes:
+    """The bytes of a wav or flac file (`suffix` `.wav` or `.flac`) holding the audio; see `save_audio`."""
+    container = WRITABLE_FORMATS.get(suffix.lower())
     if container is None:
-        raise DgraphError(f"{path}: cannot write {path.suffix or 'files without an extension'!r}; "
+        raise DgraphError(f"{name}: cannot write {suffix or 'files without an extension'!r}; "
                           f"use one of {', '.join(WRITABLE_FORMATS)}")
     if subtype not in SUBTYPES:
-        raise DgraphError(f"{path}: unknown sample format {subtype!r}; use one of {', '.join(SUBTYPES)}")
+        raise DgraphError(f"{name}: unknown sample format {subtype!r}; use one of {', '.join(SUBTYPES)}")
     if container == "FLAC" and subtype == "float":
-        raise DgraphError(f"{path}: flac stores integer samples only; use subtype 'pcm16' or 'pcm24', or a .wav file")
+        raise DgraphError(f"{name}: flac stores integer samples only; use subtype 'pcm16' or 'pcm24', or a .wav file")
     if waveform.dim() == 1:
         waveform = waveform.unsqueeze(0)
     if waveform.dim() != 2:
-        raise DgraphError(f"{path}: expected audio of shape [channels, samples], got {list(waveform.shape)}")
+        raise DgraphError(f"{name}: expected audio of shape [channels, samples], got {list(waveform.shape)}")
     data = waveform.detach().to("cpu", torch.float32).numpy().T
     if subtype != "float":
         data = np.clip(data, -1.0, 1.0)
     buffer = io.BytesIO()
     sf.write(buffer, data, int(sample_rate), format=container, subtype=SUBTYPES[subtype])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()
 
 
 def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:

@@ -45,6 +45,7 @@ class RunRequest:
     output_dir: Path | None = None
     workflow: dict[str, Any] | None = None
     base: Any = None
+    overwrite: bool = False
 
 
 class Executor(ABC):
@@ -115,7 +116,8 @@ class LocalExecutor(Executor):
                     started = time.perf_counter()
                     context = Context(node=name, device=device, seed=request.seed, random=spec.random,
                                       output_dir=request.output_dir, emit=emit, cancel=request.cancel,
-                                      workflow=request.workflow, inputs=request.inputs, base=request.base)
+                                      workflow=request.workflow, inputs=request.inputs, base=request.base,
+                                      overwrite=request.overwrite)
                     outputs = _call(spec, context, arguments, name)
                     cache.put(key, outputs)
                     if tell:
