@@ -128,6 +128,22 @@ def _package_root(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def source_problem(text: str, base_dir: "str | os.PathLike | Source | None" = None) -> tuple[str, str] | None:
+    """What is wrong with a source that can be known without loading it — its syntax, a local folder that
+    does not exist, a package that is not installed — as (message, hint), or None."""
+    try:
+        source = parse_source(text, base_dir)
+    except SourceError as error:
+        return str(error), "write a folder, hf://owner/repo[/path][@revision] or pkg://package/path"
+    if source.kind == "folder" and not Path(source.location).exists():
+        return (f"folder {source.location} does not exist",
+                "create it (the workflow's header says how), or point this input elsewhere: "
+                "--set NODE.INPUT=PATH")
+    if source.kind == "package" and importlib.util.find_spec(source.location) is None:
+        return f"no installed package named {source.location!r}", f"pip install the package that provides it"
+    return None
+
+
 def offline() -> bool:
     """True when huggingface_hub is told not to touch the network."""
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
@@ -160,16 +176,19 @@ def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | Non
                                         RevisionNotFoundError)
 
     path_in_repo = f"{source.path}/{filename}" if source.path else filename
+    cache_only = offline() or not hub_reachable()
     try:
-        return Path(hf_hub_download(source.location, path_in_repo, revision=source.revision))
+        return Path(hf_hub_download(source.location, path_in_repo, revision=source.revision,
+                                    local_files_only=cache_only))
     # LocalEntryNotFoundError subclasses EntryNotFoundError, so it must be caught first.
     except LocalEntryNotFoundError:
-        if not required and offline():
+        if not required and cache_only:
             return None
-        how = (f"unset HF_HUB_OFFLINE and run once with network access, or fetch it with "
-               f"`hf download {source.location} {path_in_repo}" + (f" --revision {source.revision}" if source.revision else "") + "`")
-        state = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline() else "the Hub cannot be reached and the file is not in the cache"
-        raise HubError(f"{source}: {path_in_repo!r} is not available: {state}; {how}") from None
+        state = ("HF_HUB_OFFLINE is set and the file is not in the cache" if offline()
+                 else "the Hub cannot be reached and the file is not in the cache")
+        raise HubError(f"{source}: {path_in_repo!r} is not available: {state}; on a machine with network access, "
+                       f"fetch what this source needs with `{download_command(source)}` "
+                       "(the cache it fills can be copied here; set HF_HOME to use it)") from None
     except EntryNotFoundError:
         if not required:
             return None
@@ -178,6 +197,40 @@ def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | Non
         raise HubError(f"{source}: revision {source.revision!r} does not exist in {source.location}") from None
     except RepositoryNotFoundError:
         raise HubError(f"{source}: no Hub repo {source.location!r} (or it is private: run `hf auth login`)") from None
+
+
+def download_command(source: Source) -> str:
+    """The `hf download` command that fetches the whole folder a Hub source names."""
+    command = f"hf download {source.location}"
+    if source.path:
+        command += f" --include '{source.path}/*'"
+    return command + (f" --revision {source.revision}" if source.revision else "")
+
+
+_REACHABLE: bool | None = None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's endpoint accepts a connection, asked once per process.
+
+    When it does not, every download is served from the cache at once instead of each one retrying for
+    twenty seconds before failing.
+    """
+    global _REACHABLE
+    if _REACHABLE is None:
+        import socket
+        from urllib.parse import urlsplit
+
+        from huggingface_hub import constants
+
+        endpoint = urlsplit(constants.ENDPOINT)
+        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        try:
+            with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+                _REACHABLE = True
+        except OSError:
+            _REACHABLE = False
+    return _REACHABLE
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, path_in_repo: str | None = None, *,

@@ -52,5 +52,6 @@ def test_missing_hub_file_offline_says_how_to_fetch_it(hub_cache):
         Graph.load("hf://someone/flows/math/other.yaml")
     assert str(caught.value) == (
         "hf://someone/flows/math: 'math/other.yaml' is not available: HF_HUB_OFFLINE is set and the file is not "
-        "in the cache; unset HF_HUB_OFFLINE and run once with network access, or fetch it with "
-        "`hf download someone/flows math/other.yaml`")
+        "in the cache; on a machine with network access, fetch what this source needs with "
+        "`hf download someone/flows --include 'math/*'` (the cache it fills can be copied here; set HF_HOME "
+        "to use it)")
