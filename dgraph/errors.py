@@ -28,6 +28,12 @@ class SourceError(DgraphError):
     """A weights or workflow source string (folder, hf://, pkg://) is malformed or points nowhere."""
 
 
+class InputError(DgraphError):
+    """A value given for a graph input (a flag, --set, a keyword of execute) is unknown or does not fit."""
+
+    exit_code = 2
+
+
 class Cancelled(DgraphError):
     """Execution was cancelled (Ctrl-C or a cancel token) between two steps."""
 

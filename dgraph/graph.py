@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,16 +28,18 @@ from .engine.executor import Executor, LocalExecutor, RunRequest
 from .engine.plan import Plan, make_plan
 from .engine.problems import Problem, WorkflowError
 from .engine.registry import Registry, default_registry
-from .engine.validate import Resolved, check, literal_adapter
+from .engine.validate import Resolved, check, check_sources, input_violation, literal_adapter
 from .engine.workflow import (FORMAT_VERSION, NODE_NAME, ParseError, Positions, WorkflowFile, dump_text,
                               parse_text)
-from .errors import DgraphError
-from .hub import HF_SCHEME, fetch_file, parse_source
+from .errors import DgraphError, InputError
+from .hub import HF_SCHEME, PKG_SCHEME, fetch_file, parse_source
 from .node import CancelToken
 
 
 class Result(dict):
-    """The graph outputs of one execution, by name (also as attributes)."""
+    """The graph outputs of one execution, by name (also as attributes); `seed` is the seed it ran with."""
+
+    seed: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -187,6 +190,12 @@ class Graph:
         if self.problems:
             raise WorkflowError(self.problems)
 
+    def source_problems(self, outputs: list[str] | None = None) -> list[Problem]:
+        """Sources the nodes computing `outputs` (default: all) name that cannot be had: a local folder that
+        does not exist, a package that is not installed. `execute` raises them before anything loads."""
+        nodes = None if outputs is None else self.plan(outputs).order
+        return check_sources(self.resolved, self.positions, self.filename, self.base, nodes)
+
     @property
     def resolved(self) -> Resolved:
         self.check()
@@ -236,7 +245,10 @@ class Graph:
 
     def set(self, target: str, value: Any) -> None:
         """Override part of the workflow: `name` sets a graph input's default, `node.input` a node's input
-        (or `node.device` its placement, when the node has no input of that name)."""
+        (or `node.device` its placement, when the node has no input of that name).
+
+        A local folder given as a source here is relative to the current folder — where it was typed —
+        not to the workflow file's."""
         node, _, key = target.partition(".")
         if not key:
             inputs = self._data.get("inputs") or {}
@@ -257,6 +269,8 @@ class Graph:
                 if spec is not None and key not in spec.inputs:
                     raise DgraphError(f"--set {target}: node {node!r} ({spec.type_name}) has no input {key!r}; "
                                       f"inputs: {', '.join(spec.inputs)}")
+                if spec is not None and str(spec.inputs[key].type) == "Source":
+                    value = _from_here(value)
                 nodes[node].setdefault("inputs", {})[key] = _as_file_value(value)
         self._changed()
 
@@ -276,7 +290,7 @@ class Graph:
         declared = self.resolved.inputs
         unknown = [k for k in values if k not in declared]
         if unknown:
-            raise DgraphError(f"unknown graph input(s) {', '.join(map(repr, unknown))}; "
+            raise InputError(f"unknown graph input(s) {', '.join(map(repr, unknown))}; "
                               f"this workflow takes: {', '.join(declared)}")
         bound: dict[str, Any] = {}
         for name, (type_ref, has_default, default) in declared.items():
@@ -291,27 +305,60 @@ class Graph:
                     try:
                         value = adapter.validate_python(value)
                     except ValidationError as error:
-                        raise DgraphError(f"graph input {name!r} expects {type_ref.name}, got {value!r}: "
-                                          f"{error.errors()[0]['msg']}") from None
+                        raise InputError(f"graph input {name!r} expects {type_ref.name}, got {value!r}: "
+                                         f"{error.errors()[0]['msg']}") from None
+                reason = input_violation(self.resolved, name, value)
+                if reason is not None:
+                    raise InputError(f"graph input {name!r} = {value!r} does not fit {reason}")
                 bound[name] = value
             elif has_default:
                 bound[name] = default
             else:
-                raise DgraphError(f"graph input {name!r} ({type_ref}) has no default: pass it "
+                raise InputError(f"graph input {name!r} ({type_ref}) has no default: pass it "
                                   f"(--{name.replace('_', '-')} VALUE on the command line, {name}=... in Python)")
+        if bound.get("seed") is None:
+            bound["seed"] = fresh_seed()
         return bound
 
     def execute(self, outputs: list[str] | None = None, *, device: str | None = None, force_device: bool = False,
                 on_event: Callable[[Event], None] | None = None, cancel: CancelToken | None = None,
-                output_dir: str | os.PathLike | None = None, **inputs: Any) -> Result:
-        """Run the graph and return its outputs by name. Keyword arguments are graph inputs (`seed=3`)."""
+                output_dir: str | os.PathLike | None = None, overwrite: bool = False, **inputs: Any) -> Result:
+        """Run the graph and return its outputs by name. Keyword arguments are graph inputs (`seed=3`).
+
+        Without a `seed` (and no default for it in the file) a fresh one is drawn; `Result.seed` says which,
+        and files the graph writes record it, so every result can be made again.
+
+        Nodes that write files (image.save, audio.save) write only under `output_dir` (default: `outputs`
+        in the current folder), numbering each new file after the ones already there — an earlier run's
+        files are never replaced, not even by a run going on at the same time — unless `overwrite` is set,
+        when names start again at 000 and replace what is there.
+        """
         bound = self.bind_inputs(inputs)
+        missing = self.source_problems(outputs)
+        if missing:
+            raise WorkflowError(missing)
         request = RunRequest(
-            resolved=self.resolved, plan=self.plan(outputs), inputs=bound, seed=int(bound.get("seed", 0)),
+            resolved=self.resolved, plan=self.plan(outputs), inputs=bound, seed=int(bound["seed"]),
             device=device, force_device=force_device, cache=self.cache, on_event=on_event,
             cancel=cancel or CancelToken(), output_dir=Path(output_dir) if output_dir is not None else Path("outputs"),
-            workflow=self._canonical_workflow(), base=self.base)
-        return Result(self.executor.run(request))
+            workflow=self._canonical_workflow(), base=self.base, overwrite=overwrite)
+        result = Result(self.executor.run(request))
+        result.seed = request.seed
+        return result
+
+
+def _from_here(value: Any) -> Any:
+    """A relative local source, made absolute against the current folder (Hub ids and packages unchanged)."""
+    if not isinstance(value, str) or value.startswith((HF_SCHEME, PKG_SCHEME, "/", "~")):
+        return value
+    if value.startswith(".") or Path(value).exists():
+        return str(Path(value).resolve())
+    return value
+
+
+def fresh_seed() -> int:
+    """A seed for a run that was given none (below 2**31, so every library's generators take it)."""
+    return secrets.randbelow(2**31)
 
 
 def read_workflow_text(source: str | os.PathLike) -> tuple[str, str, Any]:

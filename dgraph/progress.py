@@ -1,7 +1,9 @@
-"""Progress display for the CLI: a rich progress bar on a terminal, plain lines otherwise."""
+"""Progress display for the CLI: a rich progress bar on a terminal, plain lines otherwise (a line per node,
+and a line every few seconds inside a long loop, so a log never sits silent)."""
 from __future__ import annotations
 
 import sys
+import time
 
 from .engine.events import Event
 
@@ -9,8 +11,10 @@ from .engine.events import Event
 class ProgressPrinter:
     """Receives executor events (it is the `on_event` callback) and shows them."""
 
-    def __init__(self, enabled: bool = True, stream=None):
+    def __init__(self, enabled: bool = True, stream=None, every: float = 5.0):
         self.enabled = enabled
+        self.every = every  # seconds between plain step lines
+        self._step_started = self._last_line = 0.0
         self.stream = stream or sys.stderr
         self.rich = enabled and self.stream.isatty()
         self._progress = None
@@ -21,10 +25,12 @@ class ProgressPrinter:
     def __enter__(self) -> "ProgressPrinter":
         if self.rich:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(file=self.stream), transient=True)
+                                      _rate_column(), TimeElapsedColumn(), TextColumn("eta"),
+                                      TimeRemainingColumn(), console=Console(file=self.stream), transient=True)
             self._progress.__enter__()
         return self
 
@@ -55,3 +61,30 @@ class ProgressPrinter:
             if self._steps_task is None:
                 self._steps_task = self._progress.add_task(f"  {event.node} steps", total=event.total)
             self._progress.update(self._steps_task, completed=event.step)
+        elif event.kind == "step":
+            self._plain_step(event)
+
+    def _plain_step(self, event: Event) -> None:
+        now = time.monotonic()
+        if event.step <= 1:
+            self._step_started = self._last_line = now
+            return
+        if now - self._last_line < self.every and event.step < event.total:
+            return
+        self._last_line = now
+        rate = (event.step - 1) / max(now - self._step_started, 1e-9)
+        left = (event.total - event.step) / rate if rate > 0 else float("inf")
+        print(f"    {event.node}: step {event.step}/{event.total}, {rate:.2f} steps/s, {left:.0f}s left",
+              file=self.stream)
+
+
+def _rate_column():
+    """A column showing a task's steps per second."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f}/s" if task.speed else "-/s")
+
+    return Rate()

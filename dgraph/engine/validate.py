@@ -8,11 +8,11 @@ from __future__ import annotations
 import difflib
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import networkx as nx
 import torch
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from ..node import NodeSpec
 from ..types import TYPE_NAMES, TypeRef, coerce, fits, mismatch_reason
@@ -40,6 +40,7 @@ class Resolved:
     """The sound part of a workflow, ready for planning."""
 
     inputs: dict[str, tuple[TypeRef, bool, Any]] = field(default_factory=dict)  # name -> (type, has default, default)
+    uses: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # graph input -> [(node, node input)]
     nodes: dict[str, ResolvedNode] = field(default_factory=dict)
     outputs: dict[str, Link] = field(default_factory=dict)
 
@@ -49,8 +50,29 @@ def literal_adapter(type_name: str) -> TypeAdapter | None:
     """The validator of a graph input's literal values (built once per type: every execute uses it)."""
     from ..types import Source, Text
 
-    table = {"int": int, "float": float, "str": str, "bool": bool, "Text": Text, "Source": Source}
+    finite = Annotated[float, Field(allow_inf_nan=False)]  # nan or inf as a graph input is a typo, never a setting
+    table = {"int": int, "float": finite, "str": str, "bool": bool, "Text": Text, "Source": Source}
     return TypeAdapter(table[type_name]) if type_name in table else None
+
+
+def input_violation(resolved: Resolved, name: str, value: Any) -> str | None:
+    """Why a value of graph input `name` does not fit a node input it feeds (its range, its choices), or None.
+
+    A graph input takes the constraints of every node input bound to it, whichever way the value arrives:
+    the file's default, a flag, `--set`, a PNG's recorded inputs, a keyword of `execute`.
+    """
+    if not isinstance(value, (bool, int, float, str)):
+        return None
+    for node_name, key in resolved.uses.get(name, ()):
+        node = resolved.nodes.get(node_name)
+        ispec = node.spec.inputs[key] if node is not None else None
+        if ispec is None or ispec.adapter is None:
+            continue
+        try:
+            ispec.adapter.validate_python(coerce(value, ispec.type))
+        except ValidationError as error:
+            return f"node {node_name!r} ({node.spec.type_name}), input {key!r}: {_first_message(error)}"
+    return None
 
 
 class _Checker:
@@ -97,6 +119,7 @@ class _Checker:
             nodes = {}
         for name, decl in nodes.items():
             self.check_node(name, decl)
+        self.check_input_defaults()
         self.check_links(nodes)
         self.check_cycles()
         self.check_outputs(data.get("outputs", {}), nodes)
@@ -137,6 +160,16 @@ class _Checker:
                              f"default of graph input {name!r}: {_first_message(error)}", f"give a {type_name}")
                     continue
             self.resolved.inputs[name] = (TypeRef(type_name), "default" in decl, default)
+
+    def check_input_defaults(self) -> None:
+        """A graph input's default must fit every node input it feeds."""
+        for name, (_, has_default, default) in self.resolved.inputs.items():
+            if has_default and default is not None:
+                reason = input_violation(self.resolved, name, default)
+                if reason is not None:
+                    self.add("invalid-default", ("inputs", name, "default"),
+                             f"default {default!r} of graph input {name!r} does not fit {reason}",
+                             "give a default in that range")
 
     def check_node(self, name: Any, decl: Any) -> None:
         path = ("nodes", name)
@@ -205,6 +238,8 @@ class _Checker:
                     self.add("type-mismatch", ipath,
                              f"node {name!r}, input {key!r} ({wanted}) cannot take graph input ${binding.name} ({given})",
                              f"declare ${binding.name} with a type that fits {wanted}")
+                else:
+                    self.resolved.uses.setdefault(binding.name, []).append((name, key))
             bindings[key] = binding
         for key, ispec in spec.inputs.items():
             if ispec.required and key not in inputs:
@@ -320,3 +355,27 @@ def check(data: Any, positions: Positions, registry: Registry, filename: str) ->
     checker.run()
     problems = sorted(checker.problems, key=lambda p: (p.line, p.column, p.code))
     return problems, checker.resolved
+
+
+def check_sources(resolved: Resolved, positions: Positions, filename: str, base: Any,
+                  nodes: Any = None) -> list[Problem]:
+    """Sources that can be checked before anything loads: a local folder exists, a package is installed.
+
+    Apart from `check`, because a loaded workflow may still have its sources changed (`Graph.set`) before it
+    runs: `dgraph validate` reports these with the rest, and `execute` checks the nodes it will run.
+    """
+    from ..hub import source_problem
+
+    problems = []
+    for name in nodes if nodes is not None else resolved.nodes:
+        node = resolved.nodes[name]
+        for key, binding in node.bindings.items():
+            if isinstance(binding, Literal) and str(node.spec.inputs[key].type) == "Source" \
+                    and isinstance(binding.value, str):
+                problem = source_problem(binding.value, base)
+                if problem is not None:
+                    message, hint = problem
+                    line, column = positions.of(("nodes", name, "inputs", key))
+                    problems.append(Problem("missing-source", f"node {name!r}, input {key!r}: {message}",
+                                            hint.replace("NODE.INPUT", f"{name}.{key}"), filename, line, column))
+    return problems

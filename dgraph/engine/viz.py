@@ -66,6 +66,7 @@ def svg(resolved: Resolved, title: str = "") -> str:
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
              f'<text x="{pad}" y="{pad + 4}" font-weight="bold">{escape(title)}</text>']
+    placed: list[tuple[float, float, float]] = []  # labels drawn so far: centre x, baseline y, half width
     for source, target in graph.edges:
         (x1, y1), (x2, y2) = pos[source], pos[target]
         label = graph.edges[source, target].get("label", "")
@@ -73,8 +74,10 @@ def svg(resolved: Resolved, title: str = "") -> str:
         mid = (sx + tx) / 2
         parts.append(f'<path d="M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}" fill="none" stroke="#555" '
                      f'marker-end="url(#arrow)"/>')
-        parts.append(f'<text x="{mid}" y="{(sy + ty) / 2 - 3}" text-anchor="middle" fill="#333" '
-                     f'font-size="10">{escape(label)}</text>')
+        if label:
+            lx, ly = _free_spot(placed, mid, (sy + ty) / 2 - 3, 6 * len(label))
+            parts.append(f'<text x="{lx}" y="{ly}" text-anchor="middle" fill="#333" '
+                         f'font-size="10">{escape(label)}</text>')
     for name, (x, y) in pos.items():
         if name.startswith("$"):
             fill, line1, line2 = "#e8f4e8", name[1:], "graph input"
@@ -88,3 +91,12 @@ def svg(resolved: Resolved, title: str = "") -> str:
         parts.append(f'<text x="{x + 10}" y="{y + 36}" fill="#444">{escape(line2)}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _free_spot(placed: list[tuple[float, float, float]], x: float, y: float, width: float) -> tuple[float, float]:
+    """The nearest baseline at or below `y` where a label of `width` centred at `x` overlaps none drawn yet."""
+    half, line = width / 2, 12
+    while any(abs(x - px) < half + ph and abs(y - py) < line for px, py, ph in placed):
+        y += line
+    placed.append((x, y, half))
+    return x, y

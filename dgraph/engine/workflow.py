@@ -35,7 +35,7 @@ NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LINK = re.compile(r"^@([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-IMPLICIT_INPUTS = {"seed": ("int", 0)}
+IMPLICIT_INPUTS = {"seed": ("int", None)}  # None: a fresh seed is drawn for each run (and reported)
 
 
 # ---------------------------------------------------------------------------------------------------

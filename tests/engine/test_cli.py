@@ -72,7 +72,7 @@ def test_run_writes_pngs_and_reruns_from_one(tmp_path, cli):
     done = dgraph("run", str(workflow), "--seed", "5", "--brightness", "0.5", "-o", str(tmp_path / "a"), "-q")
     assert done.returncode == 0, done.stderr
     first = tmp_path / "a" / "noise_000.png"
-    assert done.stdout.strip() == f"files: {first}"
+    assert done.stdout.strip() == f"seed: 5\nfiles: {first}"
     again = dgraph("run", "--from-image", str(first), "-o", str(tmp_path / "b"), "-q")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "b" / "noise_000.png").read_bytes() == first.read_bytes()
@@ -85,8 +85,9 @@ def test_run_reports_errors_without_traceback(tmp_path, cli):
     workflow = tmp_path / "w.yaml"
     workflow.write_text(IMAGE_WORKFLOW)
     done = cli("run", str(workflow), "--brightnes", "2", "-q")
-    assert done.returncode == 1
-    assert done.stderr.strip() == "error: unknown graph input(s) 'brightnes'; this workflow takes: seed, brightness"
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("dgraph run: unknown flag --brightnes; did you mean --brightness? (this workflow's "
+                                   "inputs: --seed, --brightness; `dgraph run WORKFLOW --help` lists them)")
     done = cli("run", str(workflow), "--set", "save.prefix=../escape", "-o", str(tmp_path / "o"), "-q")
     assert done.returncode == 1
     assert "leaves the output folder" in done.stderr and "Traceback" not in done.stderr
