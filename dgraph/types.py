@@ -254,6 +254,10 @@ class Image(_Value):
         scaled = (self.tensor - lo) / (hi - lo) * (high - low) + low
         return dataclasses.replace(self, tensor=scaled, value_range=(low, high))
 
+    def to_pil(self) -> list[Any]:
+        """The images of the batch as 8-bit PIL images."""
+        return image_to_pil(self)
+
 
 @dataclass(frozen=True)
 class Audio(_Value):
