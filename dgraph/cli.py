@@ -166,7 +166,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         if args.workflow or args.from_image:
             print("\n" + _inputs_help(_graph_from_image(args.from_image)[0] if args.from_image else _load_graph(args.workflow)))
         return EXIT_OK
-    inputs: dict[str, Any] = _input_flags(extra)
+    flags = _input_flags(extra)
+    inputs: dict[str, Any] = dict(flags)
     if args.from_image:
         graph, embedded = _graph_from_image(args.from_image)
         inputs = {**embedded, **inputs}
@@ -174,7 +175,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         if not args.workflow:
             raise UsageError("give a workflow file (or --from-image PNG)")
         graph = _load_graph(args.workflow)
-    _check_flags(graph, list(_input_flags(extra)), parser)
+    _check_flags(graph, list(flags), parser)
     if args.prompt_file:
         inputs["prompt"] = _read_prompts(args.prompt_file)
     for item in args.sets:
