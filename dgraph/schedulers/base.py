@@ -12,7 +12,8 @@ The diffusers-style calls on the scheduler itself (`set_timesteps`, `step`, `sca
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, ClassVar, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 
@@ -111,6 +112,18 @@ def alpha_bar_noise(alphas_cumprod: torch.Tensor, original_samples: torch.Tensor
     alpha_bar = alpha_bar[_indices(timesteps, owner).to(original_samples.device)].flatten()
     shape = (-1,) + (1,) * (original_samples.ndim - 1)
     return alpha_bar.sqrt().reshape(shape) * original_samples + (1 - alpha_bar).sqrt().reshape(shape) * noise
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """An option a family's `start` (and `step`, per step) takes at run time, as the family declares it.
+
+    `default` is the value that leaves the sampler as it is without the option (so that a workflow may
+    pass it to any family); `description` is what a user reads in the node catalogue.
+    """
+
+    default: Any
+    description: str
 
 
 class SamplingRun:
@@ -222,6 +235,9 @@ class Scheduler(ConfigMixin):
 
     config_name: ClassVar[str] = "scheduler_config.json"
     order: ClassVar[int] = 1
+    # What `start(n, **options)` takes beyond the schedule, declared by each family.
+    run_options: ClassVar[Mapping[str, RunOption]] = {}
+
 
     def _init_schedule(self, num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
                        trained_betas, rescale_betas_zero_snr: bool = False) -> None:

@@ -8,7 +8,7 @@ import torch
 
 from ..configuration import register_to_config
 from ..errors import ConfigError
-from .base import Scheduler, SchedulerOutput, check_choice, gaussian_noise
+from .base import RunOption, Scheduler, SchedulerOutput, check_choice, gaussian_noise
 from .sigma_schedule import (SigmaRun, check_one_schedule, discrete_sigma_schedule, refuse_timesteps_with_spacing,
                              training_sigma_schedule)
 from .spacing import sigma_spacing
@@ -55,6 +55,12 @@ class EulerDiscreteScheduler(Scheduler):
     """Euler sampler over a discrete-time model. `start(n, s_churn=0, s_tmin=0, s_tmax=inf, s_noise=1)`."""
 
     order = 1
+    run_options = {
+        "s_churn": RunOption(0.0, "Euler's stochastic churn (Karras et al. 2022): 0 is the deterministic sampler"),
+        "s_tmin": RunOption(0.0, "Euler: churn only at sigmas at or above this"),
+        "s_tmax": RunOption(float("inf"), "Euler: churn only at sigmas at or below this"),
+        "s_noise": RunOption(1.0, "Euler: scale of the churn noise"),
+    }
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,

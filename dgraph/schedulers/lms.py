@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..configuration import register_to_config
-from .base import Scheduler, SchedulerOutput, check_choice
+from .base import RunOption, Scheduler, SchedulerOutput, check_choice
 from .euler import sigma_x0
 from .sigma_schedule import SigmaRun, discrete_sigma_schedule, training_sigma_schedule
 from .spacing import sigma_spacing
@@ -50,6 +50,7 @@ class LMSDiscreteScheduler(Scheduler):
     """LMS sampler; `start(n, order=4)` sets how many past slopes each step uses."""
 
     order = 1
+    run_options = {"order": RunOption(4, "LMS: how many past slopes each step uses (1-4)")}
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,
