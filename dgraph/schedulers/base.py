@@ -345,18 +345,22 @@ class Scheduler(ConfigMixin):
         `set_timesteps`; None for the families that diffusers makes call `set_timesteps` first."""
         return None
 
-    def _run(self) -> SamplingRun:
+    def _has_run(self) -> bool:
+        """Whether there is a default run, making the training-schedule one if the family has it."""
         if self._default_run is None:
             run = self._training_run()
             if run is None:
-                raise ConfigError(f"{type(self).__name__}: call set_timesteps(num_inference_steps) before stepping, "
-                                  f"or use run = scheduler.start(num_inference_steps)")
+                return False
             self._default_run = run
             self._before_set_timesteps = True
+        return True
+
+    def _run(self) -> SamplingRun:
+        if not self._has_run():
+            raise ConfigError(f"{type(self).__name__}: call set_timesteps(num_inference_steps) before stepping, "
+                              f"or use run = scheduler.start(num_inference_steps)")
         return self._default_run
 
-    def _has_run(self) -> bool:
-        return self._default_run is not None or self._training_run() is not None
 
     @property
     def timesteps(self) -> torch.Tensor:
