@@ -7,7 +7,10 @@ index, the multistep history, the half-finished Heun step — lives in a `Sampli
 so one scheduler can serve two branches of a graph at the same time.
 
 The diffusers-style calls on the scheduler itself (`set_timesteps`, `step`, `scale_model_input`,
-`timesteps`, `init_noise_sigma`) work too: `set_timesteps` starts a default run, the others use it.
+`add_noise`, `set_begin_index`, `timesteps`, `sigmas`, `init_noise_sigma`) work too: `set_timesteps`
+starts a default run, the others use it. Before `set_timesteps` the families that diffusers lets step
+without it (DDPM and the sigma samplers) have a default run over every training step, as diffusers does.
+
 """
 from __future__ import annotations
 
@@ -238,7 +241,6 @@ class Scheduler(ConfigMixin):
     # What `start(n, **options)` takes beyond the schedule, declared by each family.
     run_options: ClassVar[Mapping[str, RunOption]] = {}
 
-
     def _init_schedule(self, num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
                        trained_betas, rescale_betas_zero_snr: bool = False) -> None:
         if trained_betas is None and (not isinstance(num_train_timesteps, int) or num_train_timesteps < 1):
@@ -252,10 +254,11 @@ class Scheduler(ConfigMixin):
         self.alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
         self._default_run: SamplingRun | None = None
+        # True while the default run is the training-schedule one (diffusers' state before set_timesteps).
+        self._before_set_timesteps = False
 
     def __setattr__(self, key: str, value: Any) -> None:
         if self.__dict__.get("_frozen") and key not in ("_default_run", "_before_set_timesteps"):
-
             raise AttributeError(f"{type(self).__name__} is immutable after construction; build a new one with "
                                  f"{type(self).__name__}.from_config(scheduler.config, {key}=...)")
         object.__setattr__(self, key, value)
@@ -361,7 +364,6 @@ class Scheduler(ConfigMixin):
                               f"or use run = scheduler.start(num_inference_steps)")
         return self._default_run
 
-
     @property
     def timesteps(self) -> torch.Tensor:
         if not self._has_run():
@@ -374,7 +376,7 @@ class Scheduler(ConfigMixin):
 
     @property
     def num_inference_steps(self) -> int | None:
-        if self._default_run is None or self.__dict__.get("_before_set_timesteps"):
+        if self._default_run is None or self._before_set_timesteps:
             return None
         return len(self._default_run)
 
