@@ -9,7 +9,7 @@ import torch
 from ..configuration import register_to_config
 from .base import RunOption, Scheduler, SchedulerOutput, check_choice
 from .euler import sigma_x0
-from .sigma_schedule import SigmaRun, discrete_sigma_schedule, training_sigma_schedule
+from .sigma_schedule import SigmaRun, discrete_sigma_schedule
 from .spacing import sigma_spacing
 
 
@@ -71,5 +71,6 @@ class LMSDiscreteScheduler(Scheduler):
         return LMSRun(self, torch.from_numpy(timesteps).to(device), torch.from_numpy(sigmas), order)
 
     def _training_run(self) -> LMSRun:
-        timesteps, sigmas = training_sigma_schedule(self.alphas_cumprod)
-        return LMSRun(self, torch.from_numpy(timesteps), torch.from_numpy(sigmas), 4)
+        # diffusers' LMS sets a run of every training step at construction.
+        return self.start(self.num_train_timesteps)
+

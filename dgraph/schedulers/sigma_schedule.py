@@ -92,11 +92,13 @@ class SigmaRun(SamplingRun):
             init_noise_sigma = math.sqrt(largest ** 2 + 1)
         super().__init__(scheduler, timesteps, sigmas, init_noise_sigma)
         self.sigma_values = sigmas.tolist()
+        # In float32 like the reference, so that the model sees bit-identical inputs.
+        self.input_scales = ((sigmas.float() ** 2 + 1) ** 0.5).tolist()
 
     def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
         """sample / sqrt(sigma² + 1), the unit-variance input the model was trained on."""
-        sigma = self.sigma_values[self._current_index(timestep)]
-        return sample / math.sqrt(sigma ** 2 + 1)
+        return sample / self.input_scales[self._current_index(timestep)]
+
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """x0 + sigma·noise, with sigma at each timestep of this run (or at the begin index, see `noise_indices`)."""

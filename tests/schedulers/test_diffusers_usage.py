@@ -118,20 +118,20 @@ def test_img2img_begin_index_and_inpainting_equal_diffusers(name):
 
 
 @pytest.mark.parametrize("name", SIGMA_FAMILIES)
-def test_scale_model_input_for_integer_and_float_timesteps_equals_diffusers(name):
-    for before in (True, False):
-        theirs, mine = pair(name, SCALED)
-        if not before:
-            theirs.set_timesteps(20)
-            mine.set_timesteps(20)
-        x = initial_sample()
-        t = theirs.timesteps[0]
-        for timestep in (t, int(t)) if float(t) == int(t) else (t,):
-            theirs._step_index, their_x = None, theirs.scale_model_input(x, timestep)
-            fresh = pair(name, SCALED)[1]
-            if not before:
-                fresh.set_timesteps(20)
-            assert torch.equal(their_x, fresh.scale_model_input(x, timestep))
+@pytest.mark.parametrize("steps", [None, 20])
+@pytest.mark.parametrize("position, as_int", [(0, False), (0, True), (6, False), (6, True)])
+def test_scale_model_input_for_integer_and_float_timesteps_equals_diffusers(name, steps, position, as_int):
+    # Before set_timesteps (the training schedule) and after; the timestep as the run's float or as an int.
+    theirs, mine = pair(name, {**SCALED, "timestep_spacing": "leading", "steps_offset": 1})
+    if steps is not None:
+        theirs.set_timesteps(steps)
+        mine.set_timesteps(steps)
+    timestep = theirs.timesteps[position]
+    if as_int:
+        timestep = int(timestep)
+    x = initial_sample()
+    assert torch.equal(theirs.scale_model_input(x, timestep), mine.scale_model_input(x, timestep))
+    assert theirs.step_index == mine.step_index
 
 
 def test_add_noise_refuses_timesteps_that_are_not_whole_or_not_in_the_run():
