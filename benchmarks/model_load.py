@@ -78,17 +78,14 @@ def child(library: str, folder: str, threads: int, forward_runs: int) -> None:
     torch.set_num_threads(threads)
     if library == "dgraph":
         from dgraph.models import UNet2DConditionModel
-
-        def run(model, *args):
-            return model(*args)
     else:
         from diffusers import UNet2DConditionModel
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.set_verbosity_error()
 
-        def run(model, *args):
-            return model(*args).sample
+    def run(model, *args):
+        return model(*args).sample  # both libraries return diffusers' output object
 
     reset_peak_rss()
     before = current_rss_bytes()

@@ -14,7 +14,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar, Mapping
 
 from .errors import ConfigError
@@ -26,35 +25,30 @@ logger = logging.getLogger("dgraph")
 _BOOKKEEPING = {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values", "_dgraph_version"}
 
 
-class FrozenConfig(Mapping[str, Any]):
-    """A read-only mapping that also allows attribute access (`config.num_train_timesteps`)."""
+class FrozenConfig(dict):
+    """A read-only dict that also allows attribute access (`config.num_train_timesteps`).
 
-    def __init__(self, data: Mapping[str, Any]):
-        object.__setattr__(self, "_data", MappingProxyType(dict(data)))
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
+    It is a real `dict` so that code written for diffusers, whose `from_config` accepts only dicts,
+    takes a dgraph config as it is (`diffusers.DDIMScheduler.from_config(dgraph_scheduler.config)`).
+    """
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return self._data[key]
+            return self[key]
         except KeyError:
             raise AttributeError(f"config has no key {key!r}") from None
 
-    def __setattr__(self, key: str, value: Any) -> None:
+    def _refuse(self, *args, **kwargs):
         raise AttributeError("a config is read-only; build a new object with from_config(config, key=value)")
 
-    def __repr__(self) -> str:
-        return f"FrozenConfig({dict(self._data)!r})"
+    __setattr__ = __delattr__ = __setitem__ = __delitem__ = _refuse
+    update = pop = popitem = clear = setdefault = __ior__ = _refuse
 
-    def __reduce__(self):  # copy.deepcopy and pickle see a plain dict inside
-        return (FrozenConfig, (dict(self._data),))
+    def __repr__(self) -> str:
+        return f"FrozenConfig({dict(self)!r})"
+
+    def __reduce__(self):  # copy.deepcopy and pickle rebuild it from a plain dict
+        return (FrozenConfig, (dict(self),))
 
 
 def register_to_config(init):

@@ -50,7 +50,7 @@ def decode_latents(vae, latents: Latent) -> torch.Tensor:
     _check_autoencoder(latents, vae)
     parameter = next(vae.parameters())
     z = latents.tensor.to(parameter.device, parameter.dtype) / latents.scaling_factor
-    return vae.decode(z).float()
+    return vae.decode(z).sample.float()
 
 
 @node("vae.decode", description="Decode latents into images with an autoencoder.")
@@ -66,8 +66,9 @@ def vae_encode(ctx: Context, vae: VAE, image: Image, sample: bool = False) -> La
     scaling = float(vae.config.get("scaling_factor", 1.0))
     with torch.no_grad():
         encoded = vae.encode(pixels)
-        if hasattr(encoded, "mean"):  # a KL posterior
-            z = encoded.sample(ctx.generator()) if sample else encoded.mean
+        if "latent_dist" in encoded:  # a KL posterior
+            posterior = encoded.latent_dist
+            z = posterior.sample(ctx.generator()) if sample else posterior.mean
         else:
-            z = encoded
+            z = encoded.latents
     return Latent(z.float() * scaling, scaling_factor=scaling, autoencoder=type(vae).__name__)

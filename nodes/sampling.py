@@ -1,15 +1,16 @@
 """The sampling loop, its initial noise, and the denoisers that feed it (model adapter and guidance)."""
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Optional
 
 import torch
 from pydantic import Field
 
-from dgraph.errors import DgraphError
+from dgraph.errors import ConfigError, DgraphError
 from dgraph.node import Context, node
 from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, sample
+from dgraph.schedulers import select_run_options
+
 from dgraph.types import VAE, Denoiser, Latent, Scheduler, TextEmbedding, UNet
 
 Size = Annotated[int, Field(ge=1, le=16384)]
@@ -59,20 +60,37 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
 @node("sample.loop", random=True, description="Denoise latents over a scheduler's timesteps.")
 def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents: Latent,
                 steps: Annotated[int, Field(ge=1, le=10_000)] = 50,
-                eta: Annotated[float, Field(ge=0, le=1)] = 0.0,
+                eta: Optional[Annotated[float, Field(ge=0, le=1)]] = None,
+                use_clipped_model_output: Optional[bool] = None,
+                s_churn: Optional[Annotated[float, Field(ge=0)]] = None,
+                s_tmin: Optional[Annotated[float, Field(ge=0)]] = None,
+                s_tmax: Optional[Annotated[float, Field(ge=0)]] = None,
+                s_noise: Optional[Annotated[float, Field(gt=0)]] = None,
+                order: Optional[Annotated[int, Field(ge=1, le=4)]] = None,
                 clamp: Optional[Annotated[float, Field(gt=0)]] = None) -> Latent:
     """Progress is reported per step; a cancellation takes effect between two steps.
 
+    The run options (eta ... order) are those the scheduler families declare (`run_options`); one a
+    family does not take is refused unless it has its neutral value (eta 0, s_churn 0, ...).
+
     steps: number of inference steps
-    eta: DDIM's noise scale (0 = deterministic); only for schedulers that take it
+    eta: DDIM's noise scale (0 = deterministic, 1 = DDPM-like)
+    use_clipped_model_output: DDIM: re-derive the noise from the clipped x0
+    s_churn: Euler's stochastic churn (Karras et al. 2022; 0 = deterministic)
+    s_tmin: Euler: churn only at sigmas at or above this
+    s_tmax: Euler: churn only at sigmas at or below this (default: no limit)
+    s_noise: Euler: scale of the churn noise
+    order: LMS: how many past slopes each step uses (default 4)
     clamp: clip the sample to [-clamp, clamp] after every step (DiffWave clamps audio at 1)
     """
-    options = {}
-    if "eta" in inspect.signature(scheduler.start).parameters:
-        options["eta"] = eta
-    elif eta:
-        raise DgraphError(f"eta={eta} only applies to DDIM; {type(scheduler).__name__} takes no eta (set it to 0)")
+    given = dict(eta=eta, use_clipped_model_output=use_clipped_model_output, s_churn=s_churn, s_tmin=s_tmin,
+                 s_tmax=s_tmax, s_noise=s_noise, order=order)
+    try:
+        options = select_run_options(scheduler, given)
+    except ConfigError as error:
+        raise DgraphError(f"sample.loop: {error}") from None
     run = scheduler.start(steps, device=ctx.device, **options)
+
     ctx.check_cancelled()
     result = sample(denoiser, run, latents.tensor, generator=ctx.generator(), callback=ctx.progress, clamp=clamp)
     return Latent(result, scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)

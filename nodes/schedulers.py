@@ -14,9 +14,11 @@ from dgraph.schedulers import (DDIMScheduler, DDPMScheduler, DEISMultistepSchedu
 from dgraph.schedulers.base import Scheduler as SchedulerBase
 from dgraph.types import Scheduler, Source
 
-BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2"]
+BetaSchedule = Literal["linear", "scaled_linear", "squaredcos_cap_v2", "exp"]
 Prediction = Literal["epsilon", "sample", "v_prediction"]
 Spacing = Literal["leading", "trailing", "linspace"]
+Order = Optional[Annotated[int, Field(ge=1, le=3)]]
+FinalSigmas = Optional[Literal["zero", "sigma_min"]]
 
 # Parameters every family takes; None keeps the config file's value (or the family's default).
 COMMON: dict[str, Any] = {
@@ -28,10 +30,15 @@ COMMON: dict[str, Any] = {
     "timestep_spacing": Optional[Spacing],
     "steps_offset": Optional[Annotated[int, Field(ge=0)]],
 }
-KARRAS = {"use_karras_sigmas": Optional[bool]}
+# The sigma spacings (at most one of them may be set).
+SIGMA_SPACINGS = {"use_karras_sigmas": Optional[bool], "use_exponential_sigmas": Optional[bool],
+                  "use_beta_sigmas": Optional[bool]}
 THRESHOLD = {"thresholding": Optional[bool], "dynamic_thresholding_ratio": Optional[Annotated[float, Field(gt=0, le=1)]],
              "sample_max_value": Optional[Annotated[float, Field(gt=0)]]}
 
+# The one table of scheduler node types: node type "scheduler.<family>" builds that class, with the
+# common parameters and the family's own. Run-time options (DDIM's eta, Euler's churn, LMS's order)
+# are not here: each class declares them (`run_options`) and `sample.loop` takes them.
 FAMILIES: dict[str, tuple[type[SchedulerBase], dict[str, Any]]] = {
     "ddpm": (DDPMScheduler, {"variance_type": Optional[Literal["fixed_small", "fixed_small_log", "fixed_large",
                                                                  "fixed_large_log", "learned", "learned_range"]],
@@ -39,16 +46,17 @@ FAMILIES: dict[str, tuple[type[SchedulerBase], dict[str, Any]]] = {
     "ddim": (DDIMScheduler, {"clip_sample": Optional[bool], "set_alpha_to_one": Optional[bool],
                              "rescale_betas_zero_snr": Optional[bool], **THRESHOLD}),
     "pndm": (PNDMScheduler, {"skip_prk_steps": Optional[bool], "set_alpha_to_one": Optional[bool]}),
-    "deis": (DEISMultistepScheduler, {"solver_order": Optional[Annotated[int, Field(ge=1, le=3)]], **KARRAS}),
+    "deis": (DEISMultistepScheduler, {"solver_order": Order, **SIGMA_SPACINGS}),
     "dpm_solver": (DPMSolverMultistepScheduler, {
-        "solver_order": Optional[Annotated[int, Field(ge=1, le=3)]],
+        "solver_order": Order,
         "algorithm_type": Optional[Literal["dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver"]],
-        "solver_type": Optional[Literal["midpoint", "heun"]], **KARRAS}),
-    "euler": (EulerDiscreteScheduler, {**KARRAS}),
+        "solver_type": Optional[Literal["midpoint", "heun"]], "use_lu_lambdas": Optional[bool],
+        "final_sigmas_type": FinalSigmas, **SIGMA_SPACINGS}),
+    "euler": (EulerDiscreteScheduler, {"final_sigmas_type": FinalSigmas, **SIGMA_SPACINGS}),
     "euler_ancestral": (EulerAncestralDiscreteScheduler, {}),
-    "heun": (HeunDiscreteScheduler, {**KARRAS}),
-    "lms": (LMSDiscreteScheduler, {**KARRAS}),
-    "unipc": (UniPCMultistepScheduler, {"solver_order": Optional[Annotated[int, Field(ge=1, le=3)]], **KARRAS}),
+    "heun": (HeunDiscreteScheduler, {**SIGMA_SPACINGS}),
+    "lms": (LMSDiscreteScheduler, {**SIGMA_SPACINGS}),
+    "unipc": (UniPCMultistepScheduler, {"solver_order": Order, "final_sigmas_type": FinalSigmas, **SIGMA_SPACINGS}),
 }
 
 
@@ -61,12 +69,15 @@ def build_scheduler(cls: type[SchedulerBase], ctx: Context, config: str | None, 
     return cls.from_config(values, warn_unknown=False)
 
 
-def _family_node(family: str, cls: type[SchedulerBase], extras: dict[str, Any]):
+def family_node(family: str):
+    """The node type `scheduler.<family>` of the FAMILIES table: its class, from parameters or a config file."""
+    cls, extras = FAMILIES[family]
     parameters = {**COMMON, **extras}
 
     def make(ctx: Context, config: Optional[Source] = None, **overrides: Any):
         return build_scheduler(cls, ctx, config, overrides)
 
+    # The node's parameters come from the table (pydantic reads them off the signature).
     signature = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context),
                  inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Optional[Source])]
     signature += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
@@ -80,5 +91,13 @@ def _family_node(family: str, cls: type[SchedulerBase], extras: dict[str, Any]):
     return node(f"scheduler.{family}", description=f"{cls.__name__} from parameters or a config file.")(make)
 
 
-for _family, (_cls, _extras) in FAMILIES.items():
-    globals()[f"scheduler_{_family}"] = _family_node(_family, _cls, _extras)
+scheduler_ddpm = family_node("ddpm")
+scheduler_ddim = family_node("ddim")
+scheduler_pndm = family_node("pndm")
+scheduler_deis = family_node("deis")
+scheduler_dpm_solver = family_node("dpm_solver")
+scheduler_euler = family_node("euler")
+scheduler_euler_ancestral = family_node("euler_ancestral")
+scheduler_heun = family_node("heun")
+scheduler_lms = family_node("lms")
+scheduler_unipc = family_node("unipc")

@@ -1,5 +1,6 @@
 """Models with diffusers' config and state-dict keys: from_pretrained / save_pretrained / push_to_hub."""
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .unet_2d import UNet2DModel
 from .vocoders import DiffWaveModel, FastDiffModel, HiFiGANGenerator
 from .unet_2d_condition import UNet2DConditionModel
@@ -8,5 +9,5 @@ from .autoencoder_kl import AutoencoderKL
 from .vq_model import VQModel
 from .ldm_bert import LDMBertModel
 
-__all__ = ["ModelMixin", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL", "VQModel",
+__all__ = ["ModelMixin", "ModelOutput", "model_output", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL", "VQModel",
            "LDMBertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator"]

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..configuration import register_to_config
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .layers.attention import rename_legacy_attention_keys
 from .vae_blocks import Decoder, DiagonalGaussianDistribution, Encoder, check_block_types
 
@@ -43,25 +44,27 @@ class AutoencoderKL(ModelMixin):
         self.quant_conv = nn.Conv2d(2 * latent_channels, 2 * latent_channels, 1) if use_quant_conv else None
         self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1) if use_post_quant_conv else None
 
-    def encode(self, sample: torch.Tensor) -> DiagonalGaussianDistribution:
-        """The posterior over latents of images `sample` (B, in_channels, H, W); take `.mode()` or `.sample(g)`."""
+    def encode(self, sample: torch.Tensor, return_dict: bool = True) -> ModelOutput | tuple:
+        """The posterior over latents of images `sample` (B, in_channels, H, W) as `.latent_dist`;
+        take its `.mode()` or `.sample(g)`."""
         moments = self.encoder(sample)
         if self.quant_conv is not None:
             moments = self.quant_conv(moments)
-        return DiagonalGaussianDistribution(moments)
+        return model_output(return_dict, latent_dist=DiagonalGaussianDistribution(moments))
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Images (B, out_channels, H, W) from unscaled latents (divide a diffusion model's latents by scaling_factor)."""
+    def decode(self, latent: torch.Tensor, return_dict: bool = True) -> ModelOutput | tuple:
+        """Images (B, out_channels, H, W) as `.sample`, from unscaled latents (divide a diffusion model's
+        latents by scaling_factor)."""
         if self.post_quant_conv is not None:
             latent = self.post_quant_conv(latent)
-        return self.decoder(latent)
+        return model_output(return_dict, sample=self.decoder(latent))
 
     def forward(self, sample: torch.Tensor, sample_posterior: bool = False,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reconstruct `sample`: decode the posterior's mode, or a draw from it with `sample_posterior`."""
-        posterior = self.encode(sample)
+                generator: torch.Generator | None = None, return_dict: bool = True) -> ModelOutput | tuple:
+        """Reconstruct `sample` (as `.sample`): decode the posterior's mode, or a draw from it with `sample_posterior`."""
+        posterior = self.encode(sample).latent_dist
         latent = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return self.decode(latent)
+        return self.decode(latent, return_dict=return_dict)
 
     @classmethod
     def convert_legacy_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from ..configuration import register_to_config, write_text_atomic
 from ..errors import ConfigError
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
                 "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
@@ -120,12 +121,14 @@ class LDMBertModel(ModelMixin):
         self.model = LDMBertEncoder(vocab_size, max_position_embeddings, d_model, layers, dropout)
         self.to_logits = nn.Linear(d_model, vocab_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                return_dict: bool = True) -> ModelOutput | tuple:
+        """The encoder's hidden states (B, L, d_model) as `.last_hidden_state` (a 1-tuple with return_dict=False)."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
             raise ConfigError(f"LDMBertModel: {input_ids.shape[1]} tokens, but the model has only "
                               f"{self.config.max_position_embeddings} positions; tokenize with "
                               f"max_length={self.config.max_position_embeddings}")
-        return self.model(input_ids, attention_mask)
+        return model_output(return_dict, last_hidden_state=self.model(input_ids, attention_mask))
 
     # ---- transformers' config layout --------------------------------------------------------------
     @classmethod

@@ -108,7 +108,8 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
     def from_pretrained(cls, pretrained: str | os.PathLike | Source, subfolder: str | None = None,
                         revision: str | None = None, variant: str | None = None,
                         torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                        allow_pickle: bool = False):
+                        allow_pickle: bool = False, low_cpu_mem_usage: bool = True,
+                        output_loading_info: bool = False):
         """Build the model from `config.json` and load its weights.
 
         pretrained: a folder, a Hub repo id, or any source string of dgraph.hub (`hf://`, `pkg://`).
@@ -116,6 +117,11 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         torch_dtype: dtype of the floating-point weights (default: float32, the dtype the module is built in).
         device: where the weights are read to (default: CPU).
         allow_pickle: accept pickled `.bin` weights when no safetensors file exists (read with weights_only=True).
+        low_cpu_mem_usage: accepted for diffusers' callers; loading is always the low-memory kind (the
+            module is built on the meta device and the weights are assigned into it).
+        output_loading_info: also return diffusers' loading report, `(model, {"missing_keys": [],
+            "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []})`. Its lists are always empty:
+            a checkpoint that does not fit the config is refused with every problem named.
         Returns the model in eval mode.
         """
         source = as_source(pretrained, subfolder, revision)
@@ -132,7 +138,11 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         state_dict = cls.convert_legacy_state_dict(state_dict)
         model._assign_state_dict(state_dict, {key: shape for key, (shape, _) in expected.items()}, str(source))
         model._materialize_leftover_buffers(config, torch_dtype, target_device)
+        if output_loading_info:
+            report = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+            return model.eval(), report
         return model.eval()
+
 
     @classmethod
     def _find_weight_files(cls, source: Source, variant: str | None, allow_pickle: bool) -> tuple[list[Path], bool]:

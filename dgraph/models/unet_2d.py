@@ -16,6 +16,7 @@ from .layers.unet_2d_blocks import (AttnDownBlock2D, AttnUpBlock2D, DownBlock2D,
                                     UpBlock2D, check_block_types)
 from .layers.attention import rename_legacy_attention_keys
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 
 _DOWN_TYPES = ("DownBlock2D", "AttnDownBlock2D")
 _UP_TYPES = ("UpBlock2D", "AttnUpBlock2D")
@@ -116,9 +117,10 @@ class UNet2DModel(ModelMixin):
         return rename_legacy_attention_keys(state_dict)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+                class_labels: torch.Tensor | None = None, return_dict: bool = True) -> ModelOutput | tuple:
         """sample: (B, C, H, W); timestep: a number or a (B,) / scalar tensor; class_labels: (B,) when the
-        model is class-conditioned. Returns the (B, out_channels, H, W) prediction."""
+        model is class-conditioned. Returns the (B, out_channels, H, W) prediction as `.sample`
+        (or as a 1-tuple with return_dict=False)."""
         if self.config.center_input_sample:
             sample = 2 * sample - 1.0
         timesteps = _batch_timesteps(timestep, sample)
@@ -143,7 +145,7 @@ class UNet2DModel(ModelMixin):
             count = len(block.resnets)
             block_skips, skips = tuple(skips[-count:]), skips[:-count]
             hidden = block(hidden, block_skips, emb)
-        return self.conv_out(self.conv_act(self.conv_norm_out(hidden)))
+        return model_output(return_dict, sample=self.conv_out(self.conv_act(self.conv_norm_out(hidden))))
 
 
 def _batch_timesteps(timestep: torch.Tensor | float | int, sample: torch.Tensor) -> torch.Tensor:

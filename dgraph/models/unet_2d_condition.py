@@ -18,6 +18,7 @@ from .layers.unet_2d_blocks import (CrossAttentionOptions, CrossAttnDownBlock2D,
                                     ResnetOptions, UNetMidBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
                                     check_block_types)
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .unet_2d import _batch_timesteps
 
 _DOWN_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
@@ -191,10 +192,10 @@ class UNet2DConditionModel(ModelMixin):
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 encoder_hidden_states: torch.Tensor, class_labels: torch.Tensor | None = None,
                 timestep_cond: torch.Tensor | None = None,
-                encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_attention_mask: torch.Tensor | None = None, return_dict: bool = True) -> ModelOutput | tuple:
         """sample: (B, C, H, W) latents; timestep: a number, scalar or (B,) tensor; encoder_hidden_states:
         (B, S, cross_attention_dim); encoder_attention_mask: optional (B, S) with 1 for tokens to attend to.
-        Returns the (B, out_channels, H, W) prediction."""
+        Returns the (B, out_channels, H, W) prediction as `.sample` (a 1-tuple with return_dict=False)."""
         # Sizes that do not halve evenly are restored exactly on the way up.
         factor = 2 ** self.num_upsamplers
         forward_sizes = any(size % factor != 0 for size in sample.shape[-2:])
@@ -229,4 +230,4 @@ class UNet2DConditionModel(ModelMixin):
             block_skips, skips = tuple(skips[-count:]), skips[:-count]
             upsample_size = tuple(skips[-1].shape[2:]) if forward_sizes and i < len(self.up_blocks) - 1 else None
             hidden = block(hidden, block_skips, emb, upsample_size=upsample_size, **context)
-        return self.conv_out(self.conv_act(self.conv_norm_out(hidden)))
+        return model_output(return_dict, sample=self.conv_out(self.conv_act(self.conv_norm_out(hidden))))

@@ -18,6 +18,7 @@ from .layers.unet_2d_blocks import ResnetOptions, check_block_types
 from .layers.unet_3d_blocks import (CrossAttnDownBlock3D, CrossAttnUpBlock3D, DownBlock3D, UNetMidBlock3DCrossAttn,
                                     UpBlock3D, VideoAttentionOptions)
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .unet_2d import _batch_timesteps
 from .unet_2d_condition import per_block
 
@@ -106,9 +107,10 @@ class UNet3DConditionModel(ModelMixin):
         self.conv_out = nn.Conv2d(channels[0], out_channels, kernel_size=3, padding=1)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int, encoder_hidden_states: torch.Tensor,
-                timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+                timestep_cond: torch.Tensor | None = None, return_dict: bool = True) -> ModelOutput | tuple:
         """sample: (B, C, F, H, W); timestep: a number, scalar or (B,) tensor; encoder_hidden_states:
-        (B, S, cross_attention_dim), shared by all frames of a video. Returns (B, out_channels, F, H, W)."""
+        (B, S, cross_attention_dim), shared by all frames of a video. Returns (B, out_channels, F, H, W)
+        as `.sample` (a 1-tuple with return_dict=False)."""
         batch, _, num_frames = sample.shape[:3]
         factor = 2 ** self.num_upsamplers
         forward_sizes = any(size % factor != 0 for size in sample.shape[-2:])
@@ -132,4 +134,4 @@ class UNet3DConditionModel(ModelMixin):
             upsample_size = tuple(skips[-1].shape[2:]) if forward_sizes and i < len(self.up_blocks) - 1 else None
             hidden = block(hidden, block_skips, emb, num_frames, context, upsample_size)
         hidden = self.conv_out(self.conv_act(self.conv_norm_out(hidden)))
-        return hidden.reshape(batch, num_frames, *hidden.shape[1:]).permute(0, 2, 1, 3, 4)
+        return model_output(return_dict, sample=hidden.reshape(batch, num_frames, *hidden.shape[1:]).permute(0, 2, 1, 3, 4))

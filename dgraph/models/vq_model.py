@@ -14,6 +14,7 @@ from torch import nn
 from ..configuration import register_to_config
 from ..errors import ConfigError
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .layers.attention import rename_legacy_attention_keys
 from .vae_blocks import Decoder, Encoder, VectorQuantizer, check_block_types
 
@@ -44,25 +45,28 @@ class VQModel(ModelMixin):
         self.decoder = Decoder(latent_channels, out_channels, tuple(block_out_channels), layers_per_block,
                                norm_num_groups, act_fn, mid_block_add_attention=mid_block_add_attention)
 
-    def encode(self, sample: torch.Tensor) -> torch.Tensor:
-        """Unquantised latents (B, vq_embed_dim, h, w) of images `sample`."""
-        return self.quant_conv(self.encoder(sample))
+    def encode(self, sample: torch.Tensor, return_dict: bool = True) -> ModelOutput | tuple:
+        """Unquantised latents (B, vq_embed_dim, h, w) of images `sample`, as `.latents`."""
+        return model_output(return_dict, latents=self.quant_conv(self.encoder(sample)))
 
-    def decode(self, latent: torch.Tensor, force_not_quantize: bool = False) -> torch.Tensor:
-        """Images from latents (B, vq_embed_dim, h, w), snapped to the codebook unless `force_not_quantize`.
+    def decode(self, latent: torch.Tensor, force_not_quantize: bool = False,
+               return_dict: bool = True) -> ModelOutput | tuple:
+        """Images (`.sample`) from latents (B, vq_embed_dim, h, w), snapped to the codebook unless
+        `force_not_quantize`; `.commit_loss` is the codebook commitment loss (zeros when not quantised).
 
         With `lookup_from_codebook` in the config and `force_not_quantize`, `latent` holds codebook
         indices (B, h, w) instead.
         """
+        commit_loss = torch.zeros(latent.shape[0], device=latent.device, dtype=latent.dtype)
         if not force_not_quantize:
-            latent, _, _ = self.quantize(latent)
+            latent, commit_loss, _ = self.quantize(latent)
         elif self.config.lookup_from_codebook:
             latent = self.quantize.lookup(latent)
-        return self.decoder(self.post_quant_conv(latent))
+        return model_output(return_dict, sample=self.decoder(self.post_quant_conv(latent)), commit_loss=commit_loss)
 
-    def forward(self, sample: torch.Tensor) -> torch.Tensor:
-        """Reconstruct `sample` through the codebook."""
-        return self.decode(self.encode(sample))
+    def forward(self, sample: torch.Tensor, return_dict: bool = True) -> ModelOutput | tuple:
+        """Reconstruct `sample` through the codebook (`.sample`, `.commit_loss`)."""
+        return self.decode(self.encode(sample).latents, return_dict=return_dict)
 
     @classmethod
     def convert_legacy_state_dict(cls, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

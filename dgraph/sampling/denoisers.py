@@ -10,6 +10,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..models.outputs import first_output
+
 DenoiserFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -57,14 +59,13 @@ class ModelDenoiser:
         return kwargs
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = self.model(x.to(self.device, self.dtype), t, **self._kwargs(x.shape[0]))
+        out = first_output(self.model(x.to(self.device, self.dtype), t, **self._kwargs(x.shape[0])))
         return out.to(x.dtype) if out.dtype != x.dtype else out
 
     def batched_with(self, other: "ModelDenoiser", x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Outputs of `self` and `other` (same model, other conditioning) from one forward pass."""
         both = torch.cat([x, x]).to(self.device, self.dtype)
-        out = self.model(both, t, **self._kwargs(both.shape[0], [self, other]))
-        out = out.to(x.dtype)
+        out = first_output(self.model(both, t, **self._kwargs(both.shape[0], [self, other]))).to(x.dtype)
         return out[: x.shape[0]], out[x.shape[0]:]
 
 

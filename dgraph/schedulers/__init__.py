@@ -13,10 +13,11 @@ The diffusers-style `set_timesteps` / `step` on the scheduler itself works too (
 from __future__ import annotations
 
 import os
+from typing import Any, Mapping
 
 from ..errors import ConfigError
 from ..hub import Source
-from .base import SamplingRun, Scheduler, SchedulerOutput
+from .base import RunOption, SamplingRun, Scheduler, SchedulerOutput
 from .ddim import DDIMScheduler
 from .ddpm import DDPMScheduler
 from .deis import DEISMultistepScheduler
@@ -51,8 +52,34 @@ def load_scheduler(pretrained: str | os.PathLike | Source, subfolder: str | None
     return SCHEDULERS[name].from_config(config, **overrides)
 
 
+def select_run_options(scheduler, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options among `given` that `scheduler`'s family declares (`run_options`), for `start`.
+
+    A workflow may pass an option to any family as long as it has the value that leaves a sampler
+    unchanged (eta = 0 to Euler, say); any other value for a family without the option is refused,
+    so a setting never silently does nothing. None means "not given".
+    """
+    declared = getattr(scheduler, "run_options", {})
+    neutral = {name: option.default for cls in SCHEDULERS.values() for name, option in cls.run_options.items()}
+    chosen = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in declared:
+            chosen[name] = value
+        elif name not in neutral:
+            raise ConfigError(f"{name!r} is not a run option of any scheduler; "
+                              f"the run options are {', '.join(sorted(neutral))}")
+        elif value != neutral[name]:
+            takes = ", ".join(declared) or "no run options"
+            owners = ", ".join(cls.__name__ for cls in SCHEDULERS.values() if name in cls.run_options)
+            raise ConfigError(f"{name}={value!r} only applies to {owners}; {type(scheduler).__name__} takes "
+                              f"{takes}: remove {name} or set it to {neutral[name]!r}")
+    return chosen
+
+
 __all__ = [
-    "SCHEDULERS", "load_scheduler", "Scheduler", "SamplingRun", "SchedulerOutput",
+    "SCHEDULERS", "load_scheduler", "select_run_options", "RunOption", "Scheduler", "SamplingRun", "SchedulerOutput",
     "DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DEISMultistepScheduler", "DPMSolverMultistepScheduler",
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
     "UniPCMultistepScheduler",

@@ -7,12 +7,16 @@ index, the multistep history, the half-finished Heun step — lives in a `Sampli
 so one scheduler can serve two branches of a graph at the same time.
 
 The diffusers-style calls on the scheduler itself (`set_timesteps`, `step`, `scale_model_input`,
-`timesteps`, `init_noise_sigma`) work too: `set_timesteps` starts a default run, the others use it.
+`add_noise`, `set_begin_index`, `timesteps`, `sigmas`, `init_noise_sigma`) work too: `set_timesteps`
+starts a default run, the others use it. Before `set_timesteps` the families that diffusers lets step
+without it (DDPM and the sigma samplers) have a default run over every training step, as diffusers does.
+
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, ClassVar, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import torch
 
@@ -93,6 +97,38 @@ def refuse_unsupported(owner: str, **options: tuple[Any, Any]) -> None:
                               f"remove it from the config or set it to {default!r}")
 
 
+def _indices(timesteps: torch.Tensor, owner: str) -> torch.Tensor:
+    """Training-step indices from timesteps given as ints or as integral floats (a run's float timesteps)."""
+    timesteps = torch.as_tensor(timesteps)
+    if timesteps.is_floating_point():
+        if not torch.equal(timesteps, timesteps.round()):
+            raise ConfigError(f"{owner}: add_noise needs whole training timesteps, got {timesteps.tolist()}; "
+                              f"round them, or call set_timesteps and pass timesteps of that run")
+        timesteps = timesteps.long()
+    return timesteps
+
+
+def alpha_bar_noise(alphas_cumprod: torch.Tensor, original_samples: torch.Tensor, noise: torch.Tensor,
+                    timesteps: torch.Tensor, owner: str = "scheduler") -> torch.Tensor:
+    """The variance-preserving forward process sqrt(alpha_bar_t)·x0 + sqrt(1 - alpha_bar_t)·noise, one t per item."""
+    alpha_bar = alphas_cumprod.to(original_samples.device, original_samples.dtype)
+    alpha_bar = alpha_bar[_indices(timesteps, owner).to(original_samples.device)].flatten()
+    shape = (-1,) + (1,) * (original_samples.ndim - 1)
+    return alpha_bar.sqrt().reshape(shape) * original_samples + (1 - alpha_bar).sqrt().reshape(shape) * noise
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """An option a family's `start` (and `step`, per step) takes at run time, as the family declares it.
+
+    `default` is the value that leaves the sampler as it is without the option (so that a workflow may
+    pass it to any family); `description` is what a user reads in the node catalogue.
+    """
+
+    default: Any
+    description: str
+
+
 class SamplingRun:
     """The mutable state of one sampling loop over a shared, immutable scheduler.
 
@@ -108,6 +144,7 @@ class SamplingRun:
         self.sigmas = sigmas
         self.init_noise_sigma = init_noise_sigma
         self.step_index: int | None = None
+        self.begin_index: int | None = None
 
     @property
     def config(self):
@@ -135,10 +172,19 @@ class SamplingRun:
                               f"timesteps; pass one of run.timesteps")
         return int(matches[1 if len(matches) > 1 else 0])
 
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start this run at `begin_index` (img2img: the run enters part-way down the schedule).
+
+        `step` then starts there whatever timestep it is given, and `add_noise` noises to that step.
+        """
+        self.begin_index = int(begin_index)
+
     def _current_index(self, timestep: float | torch.Tensor | None) -> int:
         if self.step_index is None:
             first = self.timesteps[0]
-            if timestep is None or float(timestep) == float(first):
+            if self.begin_index is not None:
+                self.step_index = self.begin_index
+            elif timestep is None or float(timestep) == float(first):
                 self.step_index = 0
             else:
                 self.step_index = self.index_for_timestep(timestep)
@@ -150,6 +196,25 @@ class SamplingRun:
     def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
         """The model input for this step (unchanged for the alpha-based samplers)."""
         return sample
+
+    def noise_indices(self, timesteps: torch.Tensor) -> list[int]:
+        """The step of this run that `add_noise` noises each item to, by diffusers' rule.
+
+        Without a begin index each timestep is looked up in the run; with one, every item goes to the
+        current step once the run has started (inpainting) and to the begin index before (img2img).
+        """
+        timesteps = torch.as_tensor(timesteps).reshape(-1)
+        if self.begin_index is None:
+            return [self.index_for_timestep(t) for t in timesteps]
+        return [self.step_index if self.step_index is not None else self.begin_index] * len(timesteps)
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Noise clean samples to `timesteps` (one per item) the way this family's model inputs are noised.
+
+        The alpha-based samplers use the training table; the sigma and solver runs override this.
+        """
+        return alpha_bar_noise(self.scheduler.alphas_cumprod, original_samples, noise, timesteps,
+                               type(self.scheduler).__name__)
 
     def step(self, model_output: torch.Tensor, timestep: float | torch.Tensor | None, sample: torch.Tensor,
              generator: torch.Generator | None = None, **options) -> SchedulerOutput:
@@ -173,6 +238,8 @@ class Scheduler(ConfigMixin):
 
     config_name: ClassVar[str] = "scheduler_config.json"
     order: ClassVar[int] = 1
+    # What `start(n, **options)` takes beyond the schedule, declared by each family.
+    run_options: ClassVar[Mapping[str, RunOption]] = {}
 
     def _init_schedule(self, num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
                        trained_betas, rescale_betas_zero_snr: bool = False) -> None:
@@ -187,9 +254,11 @@ class Scheduler(ConfigMixin):
         self.alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
         self._default_run: SamplingRun | None = None
+        # True while the default run is the training-schedule one (diffusers' state before set_timesteps).
+        self._before_set_timesteps = False
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if self.__dict__.get("_frozen") and key != "_default_run":
+        if self.__dict__.get("_frozen") and key not in ("_default_run", "_before_set_timesteps"):
             raise AttributeError(f"{type(self).__name__} is immutable after construction; build a new one with "
                                  f"{type(self).__name__}.from_config(scheduler.config, {key}=...)")
         object.__setattr__(self, key, value)
@@ -245,11 +314,16 @@ class Scheduler(ConfigMixin):
         return (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        """The forward process: sqrt(alpha_bar_t)·x0 + sqrt(1 - alpha_bar_t)·noise, one t per batch item."""
-        alpha_bar = self.alphas_cumprod.to(original_samples.device, original_samples.dtype)
-        alpha_bar = alpha_bar[timesteps.to(original_samples.device)].flatten()
-        shape = (-1,) + (1,) * (original_samples.ndim - 1)
-        return alpha_bar.sqrt().reshape(shape) * original_samples + (1 - alpha_bar).sqrt().reshape(shape) * noise
+        """Noise clean samples to `timesteps`, one per batch item, as this family's sampling expects.
+
+        For DDPM, DDIM and PNDM (and the multistep solvers before `set_timesteps`) this is the forward
+        process sqrt(alpha_bar_t)·x0 + sqrt(1 - alpha_bar_t)·noise. The sigma samplers (Euler, Euler
+        ancestral, Heun, LMS) work on x0 + sigma·noise and return that; after `set_timesteps` the
+        sigma and solver families look the timesteps up in the default run (see `SamplingRun.add_noise`).
+        """
+        if not self._has_run():
+            return alpha_bar_noise(self.alphas_cumprod, original_samples, noise, timesteps, type(self).__name__)
+        return self._run().add_noise(original_samples, noise, timesteps)
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The v-prediction target: sqrt(alpha_bar_t)·noise - sqrt(1 - alpha_bar_t)·x0."""
@@ -267,18 +341,34 @@ class Scheduler(ConfigMixin):
                       **options) -> None:
         """Start the default run that `step`, `timesteps`, `scale_model_input` and friends use."""
         self._default_run = self.start(num_inference_steps, device=device, **options)
+        self._before_set_timesteps = False
+
+    def _training_run(self) -> SamplingRun | None:
+        """The run diffusers prepares at construction (every training step), for stepping before
+        `set_timesteps`; None for the families that diffusers makes call `set_timesteps` first."""
+        return None
+
+    def _has_run(self) -> bool:
+        """Whether there is a default run, making the training-schedule one if the family has it."""
+        if self._default_run is None:
+            run = self._training_run()
+            if run is None:
+                return False
+            self._default_run = run
+            self._before_set_timesteps = True
+        return True
 
     def _run(self) -> SamplingRun:
-        if self._default_run is None:
+        if not self._has_run():
             raise ConfigError(f"{type(self).__name__}: call set_timesteps(num_inference_steps) before stepping, "
                               f"or use run = scheduler.start(num_inference_steps)")
         return self._default_run
 
     @property
     def timesteps(self) -> torch.Tensor:
-        if self._default_run is None:
+        if not self._has_run():
             return torch.arange(self.num_train_timesteps - 1, -1, -1)
-        return self._default_run.timesteps
+        return self._run().timesteps
 
     @property
     def sigmas(self) -> torch.Tensor | None:
@@ -286,15 +376,32 @@ class Scheduler(ConfigMixin):
 
     @property
     def num_inference_steps(self) -> int | None:
-        return None if self._default_run is None else len(self._default_run)
+        if self._default_run is None or self._before_set_timesteps:
+            return None
+        return len(self._default_run)
 
     @property
     def step_index(self) -> int | None:
         return None if self._default_run is None else self._default_run.step_index
 
     @property
+    def begin_index(self) -> int | None:
+        return None if self._default_run is None else self._default_run.begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Where the default run starts (img2img); see `SamplingRun.set_begin_index`."""
+        self._run().set_begin_index(begin_index)
+
+    @property
     def init_noise_sigma(self) -> float:
-        return self._run().init_noise_sigma
+        return self._run().init_noise_sigma if self._has_run() else 1.0
+
+    @property
+    def compatibles(self) -> list[type["Scheduler"]]:
+        """The scheduler classes that can be built from this one's config (every family reads every other's)."""
+        from . import SCHEDULERS  # the registry imports this module
+
+        return list(SCHEDULERS.values())
 
     def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
         return self._run().scale_model_input(sample, timestep)

@@ -8,18 +8,25 @@ import torch
 
 from ..errors import ConfigError
 
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "exp")
 
 
 def cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
     """Betas of the cosine schedule (Nichol & Dhariwal 2021), as GLIDE and improved DDPM use it.
 
-    alpha_bar(t) = cos²((t + s) / (1 + s) · π/2) with s = 0.008, and each beta is read off two
-    neighbouring alpha_bars, capped at `max_beta` so the last steps stay finite.
+    alpha_bar(t) = cos²((t + s) / (1 + s) · π/2) with s = 0.008.
     """
-    def alpha_bar(fraction: float) -> float:
-        return math.cos((fraction + 0.008) / 1.008 * math.pi / 2) ** 2
+    return alpha_bar_betas(num_train_timesteps, lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2, max_beta)
 
+
+def exp_betas(num_train_timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
+    """Betas of alpha_bar(t) = exp(-12·t), t in [0, 1] (diffusers' "exp" schedule)."""
+    return alpha_bar_betas(num_train_timesteps, lambda t: math.exp(-12.0 * t), max_beta)
+
+
+def alpha_bar_betas(num_train_timesteps: int, alpha_bar, max_beta: float = 0.999) -> torch.Tensor:
+    """Betas read off a continuous alpha_bar(t), t in [0, 1], at neighbouring training steps, capped at
+    `max_beta` so the last steps stay finite."""
     betas = []
     for i in range(num_train_timesteps):
         ratio = alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps)
@@ -55,6 +62,9 @@ def make_betas(num_train_timesteps: int, beta_start: float, beta_end: float, bet
         betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float32) ** 2
     elif beta_schedule == "squaredcos_cap_v2":
         betas = cosine_betas(num_train_timesteps)
+    elif beta_schedule == "exp":
+        betas = exp_betas(num_train_timesteps)
+
     else:
         raise ConfigError(f"{owner}: beta_schedule {beta_schedule!r} is not supported; "
                           f"use one of {', '.join(BETA_SCHEDULES)} or give trained_betas")

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..configuration import register_to_config
-from .base import SamplingRun, Scheduler, SchedulerOutput, check_choice, gaussian_noise, predicted_x0
+from .base import RunOption, SamplingRun, Scheduler, SchedulerOutput, check_choice, gaussian_noise, predicted_x0
 from .spacing import spaced_timesteps
 from .thresholding import dynamic_threshold
 
@@ -62,6 +62,10 @@ class DDIMScheduler(Scheduler):
     """Denoising diffusion implicit models. `start(n, eta=0.0, use_clipped_model_output=False)`."""
 
     order = 1
+    run_options = {
+        "eta": RunOption(0.0, "DDIM's noise scale: 0 is deterministic, 1 is DDPM-like"),
+        "use_clipped_model_output": RunOption(False, "re-derive the noise from the clipped x0 (DDIM with clip_sample)"),
+    }
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,

@@ -22,59 +22,88 @@ from .vocoder_schedules import fractional_timesteps, inference_alphas_cumprod
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
 
 
+def _roots(values: np.ndarray, dtype) -> np.ndarray:
+    # Square roots through torch, whose float32 x ** 0.5 is what the reference computes.
+    return (torch.from_numpy(np.asarray(values, dtype=dtype)) ** 0.5).numpy()
+
+
 class DDPMRun(SamplingRun):
-    """One DDPM sampling run. Step i goes from alpha_bar[i] to alpha_bar_prev[i]."""
+    """One DDPM sampling run. Step i goes from alpha_bar[i] to alpha_bar_prev[i].
+
+    The per-step coefficients are formed once, in the dtype of the alpha_bar tables given: float32
+    for the training table, operation for operation as diffusers forms them (for small t, 1 - alpha_bar
+    is so small that float64 coefficients end a full loop 5e-5 away), float64 for explicit betas.
+    """
 
     def __init__(self, scheduler: "DDPMScheduler", timesteps: torch.Tensor, alpha_bar: np.ndarray,
                  alpha_bar_prev: np.ndarray, noisy: np.ndarray):
         super().__init__(scheduler, timesteps)
-        self.alpha_bar = alpha_bar.tolist()
-        self.alpha_bar_prev = alpha_bar_prev.tolist()
+        dtype = alpha_bar.dtype
+        one = dtype.type(1)
+        beta_prod, beta_prod_prev = one - alpha_bar, one - alpha_bar_prev
+        current_alpha = alpha_bar / alpha_bar_prev
+        current_beta = one - current_alpha
+        root_alpha_bar, root_beta_prod, root_prev, root_current = _roots(
+            [alpha_bar, beta_prod, alpha_bar_prev, current_alpha], dtype)
+        variance = np.maximum(beta_prod_prev / beta_prod * current_beta, dtype.type(1e-20))
+        self.root_alpha_bar, self.root_beta_prod = root_alpha_bar.tolist(), root_beta_prod.tolist()
+        self.x0_coeff = (root_prev * current_beta / beta_prod).tolist()
+        self.sample_coeff = (root_current * beta_prod_prev / beta_prod).tolist()
+        self.variance = variance  # the posterior variance, floored so that its log stays finite
+        self.current_beta = current_beta
+        self.fixed_std = self._fixed_std(dtype)
         self.noisy = noisy.tolist()  # whether step i adds noise
+
+    def _fixed_std(self, dtype) -> list[float] | None:
+        variance_type = self.config.variance_type
+        if variance_type == "fixed_small":
+            return _roots(self.variance, dtype).tolist()
+        if variance_type == "fixed_small_log":
+            return torch.exp(0.5 * torch.log(torch.from_numpy(self.variance))).tolist()
+        if variance_type in ("fixed_large", "fixed_large_log"):
+            return _roots(self.current_beta, dtype).tolist()
+        return None  # learned: from the model output
 
     def _step(self, index, model_output, sample, generator, **options):
         config = self.config
-        predicted_log_variance = None
+        predicted_variance = None
         if config.variance_type in ("learned", "learned_range") and model_output.shape[1] == 2 * sample.shape[1]:
-            model_output, predicted_log_variance = torch.split(model_output, sample.shape[1], dim=1)
+            model_output, predicted_variance = torch.split(model_output, sample.shape[1], dim=1)
 
-        alpha_bar, alpha_bar_prev = self.alpha_bar[index], self.alpha_bar_prev[index]
-        alpha = alpha_bar / alpha_bar_prev  # of this (possibly multi-step) transition
-        beta = 1 - alpha
-        x0 = predicted_x0(config.prediction_type, model_output, sample, math.sqrt(alpha_bar), math.sqrt(1 - alpha_bar))
+        x0 = predicted_x0(config.prediction_type, model_output, sample, self.root_alpha_bar[index],
+                          self.root_beta_prod[index])
         if config.thresholding:
             x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
         elif config.clip_sample:
             x0 = x0.clamp(-config.clip_sample_range, config.clip_sample_range)
 
         # Posterior mean, Ho et al. eq. 7.
-        x0_coeff = math.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar)
-        sample_coeff = math.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar)
-        prev_sample = x0_coeff * x0 + sample_coeff * sample
+        prev_sample = self.x0_coeff[index] * x0 + self.sample_coeff[index] * sample
 
         if self.noisy[index]:
             noise = gaussian_noise(model_output, generator)
-            std = self._noise_std(alpha_bar, alpha_bar_prev, beta, predicted_log_variance)
-            prev_sample = prev_sample + std * noise
+            prev_sample = prev_sample + self._noise_std(index, predicted_variance) * noise
         return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
 
-    def _noise_std(self, alpha_bar, alpha_bar_prev, beta, predicted):
+    def _noise_std(self, index, predicted):
+        if self.fixed_std is not None:
+            return self.fixed_std[index]
         variance_type = self.config.variance_type
-        # The posterior variance is 0 at the last step; it is floored so its log stays finite.
-        posterior = max((1 - alpha_bar_prev) / (1 - alpha_bar) * beta, 1e-20)
-        if variance_type in ("fixed_small", "fixed_small_log"):
-            return math.sqrt(posterior)
-        if variance_type in ("fixed_large", "fixed_large_log"):
-            return math.sqrt(beta)
         if predicted is None:
             raise ConfigError(f"DDPMScheduler: variance_type={variance_type!r} needs a model output with twice the "
                               f"sample's channels (noise prediction, then variance)")
         if variance_type == "learned":
             return predicted.sqrt()
         # learned_range (improved DDPM / GLIDE): interpolate the log variance between the two fixed ones.
+        min_log = float(torch.log(torch.tensor(self.variance[index])))
+        max_log = float(torch.log(torch.tensor(self.current_beta[index])))
         fraction = (predicted + 1) / 2
-        log_variance = fraction * math.log(beta) + (1 - fraction) * math.log(posterior)
-        return torch.exp(0.5 * log_variance)
+        return torch.exp(0.5 * (fraction * max_log + (1 - fraction) * min_log))
+
+    def previous_timestep(self, timestep) -> torch.Tensor:
+        """The timestep this run steps to from `timestep` (-1 after the last one)."""
+        index = self.index_for_timestep(timestep)
+        return self.timesteps[index + 1] if index + 1 < len(self.timesteps) else torch.tensor(-1)
 
 
 class DDPMScheduler(Scheduler):
@@ -105,7 +134,7 @@ class DDPMScheduler(Scheduler):
         given = sum(x is not None for x in (num_inference_steps, timesteps, betas))
         if given > 1:
             raise ConfigError("DDPMScheduler.start: pass only one of num_inference_steps, timesteps, betas")
-        alphas_cumprod = self.alphas_cumprod.double().numpy()
+        alphas_cumprod = self.alphas_cumprod.numpy()
         if betas is not None:
             inference = inference_alphas_cumprod(betas, owner="DDPMScheduler.start")[::-1]
             steps = fractional_timesteps(betas, self.alphas_cumprod)[::-1].copy()
@@ -124,6 +153,17 @@ class DDPMScheduler(Scheduler):
                                      self.config.steps_offset, owner="DDPMScheduler").astype(np.int64)
         alpha_bar = alphas_cumprod[steps]
         prev = np.append(steps[1:], -1)
-        alpha_bar_prev = np.where(prev >= 0, alphas_cumprod[np.maximum(prev, 0)], 1.0)
+        alpha_bar_prev = np.where(prev >= 0, alphas_cumprod[np.maximum(prev, 0)], np.float32(1.0))
         # Noise is added at every step above t = 0 (so a "trailing" run ends with a noisy step, as in diffusers).
         return DDPMRun(self, torch.from_numpy(steps).to(device), alpha_bar, alpha_bar_prev, steps > 0)
+
+    def _training_run(self) -> DDPMRun:
+        # diffusers' DDPM holds every training step from construction on, so a loop over
+        # reversed(range(num_train_timesteps)) works without set_timesteps.
+        return self.start(timesteps=range(self.num_train_timesteps - 1, -1, -1))
+
+    def previous_timestep(self, timestep) -> int | torch.Tensor:
+        """The timestep after `timestep` in the default run (t - 1 before `set_timesteps`)."""
+        if self._default_run is None:
+            return timestep - 1
+        return self._default_run.previous_timestep(timestep)

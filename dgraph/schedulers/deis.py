@@ -13,6 +13,7 @@ import torch
 from ..configuration import register_to_config
 from .base import Scheduler, SchedulerOutput, check_choice, refuse_unsupported
 from .solver_schedule import SolverRun, solver_schedule
+from .spacing import sigma_spacing
 
 
 # The weights are evaluated in float32, as in the reference implementation. The third-order ones
@@ -103,8 +104,8 @@ class DEISMultistepScheduler(Scheduler):
         check_choice(owner, "solver_type", solver_type, ("logrho",))
         check_choice(owner, "solver_order", solver_order, (1, 2, 3))
         check_choice(owner, "prediction_type", prediction_type, ("epsilon", "sample", "v_prediction"))
-        refuse_unsupported(owner, use_exponential_sigmas=(use_exponential_sigmas, False),
-                           use_beta_sigmas=(use_beta_sigmas, False), use_flow_sigmas=(use_flow_sigmas, False),
+        sigma_spacing(self.config, owner)  # refuses two spacings at once
+        refuse_unsupported(owner, use_flow_sigmas=(use_flow_sigmas, False),
                            use_dynamic_shifting=(use_dynamic_shifting, False))
         self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
         self._internal_config = type(self.config)({**self.config, "algorithm_type": algorithm_type,
@@ -113,8 +114,8 @@ class DEISMultistepScheduler(Scheduler):
 
     def start(self, num_inference_steps: int, device=None) -> DEISRun:
         config = self.config
-        karras = config.use_karras_sigmas
+        spacing = sigma_spacing(config, "DEISMultistepScheduler")
         timesteps, sigmas = solver_schedule(self.alphas_cumprod, config, num_inference_steps,
-                                            "DEISMultistepScheduler", karras=karras,
-                                            final="repeat" if karras else "training_min")
+                                            "DEISMultistepScheduler", spacing=spacing,
+                                            final="repeat" if spacing is not None else "training_min")
         return DEISRun(self, torch.from_numpy(timesteps).to(device), torch.from_numpy(sigmas), config.solver_order)

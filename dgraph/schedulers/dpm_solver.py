@@ -14,9 +14,12 @@ import torch
 from ..configuration import register_to_config
 from ..errors import ConfigError
 from .base import Scheduler, SchedulerOutput, check_choice, gaussian_noise, refuse_unsupported
+from .sigma_schedule import check_one_schedule
 from .solver_schedule import SolverRun, solver_schedule
+from .spacing import sigma_spacing
 
-ALGORITHMS = ("dpmsolver++", "dpmsolver", "sde-dpmsolver++")
+ALGORITHMS = ("dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver")
+STOCHASTIC = ("sde-dpmsolver++", "sde-dpmsolver")
 
 
 class DPMSolverRun(SolverRun):
@@ -33,7 +36,7 @@ class DPMSolverRun(SolverRun):
         self._remember(converted)
         sample = sample.to(torch.float32)
         noise = None
-        if config.algorithm_type == "sde-dpmsolver++":
+        if config.algorithm_type in STOCHASTIC:
             noise = variance_noise if variance_noise is not None else gaussian_noise(model_output, generator,
                                                                                    torch.float32)
             noise = noise.to(model_output.device, torch.float32)
@@ -47,7 +50,8 @@ class DPMSolverRun(SolverRun):
         self.lower_order_nums = min(self.lower_order_nums + 1, config.solver_order)
 
         x0 = converted if data else self._x0_from_eps(converted, sample, index)
-        return SchedulerOutput(prev_sample=prev_sample.to(model_output.dtype), pred_original_sample=x0)
+        # The dtype of the converted output (the model output promoted with the sample), as in diffusers.
+        return SchedulerOutput(prev_sample=prev_sample.to(converted.dtype), pred_original_sample=x0)
 
     def _terms(self, index):
         t, s = index + 1, index
@@ -61,6 +65,9 @@ class DPMSolverRun(SolverRun):
             return (sigma_t / sigma_s) * sample - (alpha_t * (math.exp(-h) - 1.0)) * d0
         if algorithm == "dpmsolver":
             return (alpha_t / alpha_s) * sample - (sigma_t * (math.exp(h) - 1.0)) * d0
+        if algorithm == "sde-dpmsolver":
+            return ((alpha_t / alpha_s) * sample - 2.0 * (sigma_t * (math.exp(h) - 1.0)) * d0
+                    + sigma_t * math.sqrt(math.exp(2 * h) - 1.0) * noise)
         return ((sigma_t / sigma_s * math.exp(-h)) * sample + (alpha_t * (1 - math.exp(-2.0 * h))) * d0
                 + sigma_t * math.sqrt(1.0 - math.exp(-2 * h)) * noise)
 
@@ -78,6 +85,11 @@ class DPMSolverRun(SolverRun):
             phi = sigma_t * (math.exp(h) - 1.0)
             d1_coeff = -0.5 * phi if midpoint else -sigma_t * ((math.exp(h) - 1.0) / h - 1.0)
             return (alpha_t / alpha_s) * sample - phi * d0 + d1_coeff * d1
+        if algorithm == "sde-dpmsolver":
+            phi = sigma_t * (math.exp(h) - 1.0)
+            d1_coeff = -phi if midpoint else -2.0 * sigma_t * ((math.exp(h) - 1.0) / h - 1.0)
+            return ((alpha_t / alpha_s) * sample - 2.0 * phi * d0 + d1_coeff * d1
+                    + sigma_t * math.sqrt(math.exp(2 * h) - 1.0) * noise)
         phi = alpha_t * (1 - math.exp(-2.0 * h))
         d1_coeff = 0.5 * phi if midpoint else alpha_t * ((1.0 - math.exp(-2.0 * h)) / (-2.0 * h) + 1.0)
         return ((sigma_t / sigma_s * math.exp(-h)) * sample + phi * d0 + d1_coeff * d1
@@ -108,7 +120,7 @@ class DPMSolverRun(SolverRun):
 
 
 class DPMSolverMultistepScheduler(Scheduler):
-    """DPM-Solver(++) multistep; `solver_order` 1–3, `algorithm_type` dpmsolver++ / dpmsolver / sde-dpmsolver++."""
+    """DPM-Solver(++) multistep; `solver_order` 1–3, `algorithm_type` dpmsolver++ / dpmsolver / sde-dpmsolver++ / sde-dpmsolver."""
 
     order = 1
 
@@ -136,12 +148,19 @@ class DPMSolverMultistepScheduler(Scheduler):
         check_choice(owner, "final_sigmas_type", final_sigmas_type, ("zero", "sigma_min"))
         # variance_type only matters when the model also predicts a variance (learned / learned_range);
         # a DDPM config's fixed_* values are read as "no variance channels".
-        refuse_unsupported(owner, use_exponential_sigmas=(use_exponential_sigmas, False),
-                           use_beta_sigmas=(use_beta_sigmas, False), use_lu_lambdas=(use_lu_lambdas, False),
-                           use_flow_sigmas=(use_flow_sigmas, False), use_dynamic_shifting=(use_dynamic_shifting, False))
-        if algorithm_type == "dpmsolver" and final_sigmas_type == "zero":
+        refuse_unsupported(owner, use_flow_sigmas=(use_flow_sigmas, False),
+                           use_dynamic_shifting=(use_dynamic_shifting, False))
+        sigma_spacing(self.config, owner)  # refuses two spacings at once
+        if use_lu_lambdas and sigma_spacing(self.config, owner) is not None:
+            raise ConfigError(f"{owner}: use_lu_lambdas and use_{sigma_spacing(self.config, owner)}_sigmas are set "
+                              f"together; set at most one of them")
+        if algorithm_type in ("dpmsolver", "sde-dpmsolver") and final_sigmas_type == "zero":
             raise ConfigError(f"{owner}: final_sigmas_type='zero' needs a data-prediction algorithm; "
                               f"use algorithm_type='dpmsolver++' or final_sigmas_type='sigma_min'")
+        if algorithm_type == "sde-dpmsolver" and solver_order == 3:
+            raise ConfigError(f"{owner}: algorithm_type='sde-dpmsolver' has no third-order update; "
+                              f"use solver_order 1 or 2, or algorithm_type='sde-dpmsolver++'")
+
         self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
                             rescale_betas_zero_snr)
         if rescale_betas_zero_snr:
@@ -151,16 +170,26 @@ class DPMSolverMultistepScheduler(Scheduler):
                                                    "solver_type": solver_type})
         self._freeze()
 
-    def start(self, num_inference_steps: int, device=None) -> DPMSolverRun:
+    def _spacing(self) -> str | None:
+        return "lu" if self.config.use_lu_lambdas else sigma_spacing(self.config, "DPMSolverMultistepScheduler")
+
+    def start(self, num_inference_steps: int | None = None, device=None,
+              timesteps: Sequence[int] | None = None) -> DPMSolverRun:
+        """A run of n spaced steps, or over given descending integer `timesteps`."""
+        owner = "DPMSolverMultistepScheduler"
         config = self.config
+        check_one_schedule(owner, num_inference_steps, timesteps=timesteps)
+        spacing = self._spacing()
+        if timesteps is not None and spacing is not None:
+            key = "use_lu_lambdas" if spacing == "lu" else f"use_{spacing}_sigmas"
+            raise ConfigError(f"{owner}: timesteps=[...] cannot be used with {key}=True; pass num_inference_steps")
         # Steps whose log-SNR is below lambda_min_clipped are never visited (for cosine schedules).
         alpha = self.alphas_cumprod.sqrt()
         lam = torch.log(alpha) - torch.log(torch.sqrt(1 - self.alphas_cumprod))
         clipped = int(torch.searchsorted(torch.flip(lam, [0]), config.lambda_min_clipped))
         final = "zero" if config.final_sigmas_type == "zero" else "training_min"
-        timesteps, sigmas = solver_schedule(
-            self.alphas_cumprod, config, num_inference_steps, "DPMSolverMultistepScheduler",
-            karras=config.use_karras_sigmas, final=final,
+        steps, sigmas = solver_schedule(
+            self.alphas_cumprod, config, num_inference_steps, owner, spacing=spacing, final=final,
             round_karras_timesteps=config.beta_schedule != "squaredcos_cap_v2",
-            last_timestep=self.num_train_timesteps - clipped)
-        return DPMSolverRun(self, torch.from_numpy(timesteps).to(device), torch.from_numpy(sigmas), config.solver_order)
+            last_timestep=self.num_train_timesteps - clipped, timesteps=timesteps)
+        return DPMSolverRun(self, torch.from_numpy(steps).to(device), torch.from_numpy(sigmas), config.solver_order)

@@ -8,8 +8,10 @@ import torch
 
 from ..configuration import register_to_config
 from ..errors import ConfigError
-from .base import Scheduler, SchedulerOutput, check_choice, gaussian_noise, refuse_unsupported
-from .sigma_schedule import SigmaRun, discrete_sigma_schedule
+from .base import RunOption, Scheduler, SchedulerOutput, check_choice, gaussian_noise
+from .sigma_schedule import (SigmaRun, check_one_schedule, discrete_sigma_schedule, refuse_timesteps_with_spacing,
+                             training_sigma_schedule)
+from .spacing import sigma_spacing
 
 
 def sigma_x0(prediction_type: str, model_output: torch.Tensor, sample: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -53,6 +55,12 @@ class EulerDiscreteScheduler(Scheduler):
     """Euler sampler over a discrete-time model. `start(n, s_churn=0, s_tmin=0, s_tmax=inf, s_noise=1)`."""
 
     order = 1
+    run_options = {
+        "s_churn": RunOption(0.0, "Euler's stochastic churn (Karras et al. 2022): 0 is the deterministic sampler"),
+        "s_tmin": RunOption(0.0, "Euler: churn only at sigmas at or above this"),
+        "s_tmax": RunOption(float("inf"), "Euler: churn only at sigmas at or below this"),
+        "s_noise": RunOption(1.0, "Euler: scale of the churn noise"),
+    }
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,
@@ -67,8 +75,7 @@ class EulerDiscreteScheduler(Scheduler):
         check_choice(owner, "interpolation_type", interpolation_type, ("linear", "log_linear"))
         check_choice(owner, "timestep_type", timestep_type, ("discrete", "continuous"))
         check_choice(owner, "final_sigmas_type", final_sigmas_type, ("zero", "sigma_min"))
-        refuse_unsupported(owner, use_exponential_sigmas=(use_exponential_sigmas, False),
-                           use_beta_sigmas=(use_beta_sigmas, False))
+        sigma_spacing(self.config, owner)  # refuses two spacings at once
         self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
                             rescale_betas_zero_snr)
         if rescale_betas_zero_snr:
@@ -76,17 +83,35 @@ class EulerDiscreteScheduler(Scheduler):
             self.alphas_cumprod[-1] = 2 ** -24
         self._freeze()
 
-    def start(self, num_inference_steps: int, device=None, s_churn: float = 0.0, s_tmin: float = 0.0,
+    def start(self, num_inference_steps: int | None = None, device=None, timesteps: Sequence[float] | None = None,
+              sigmas: Sequence[float] | None = None, s_churn: float = 0.0, s_tmin: float = 0.0,
               s_tmax: float = float("inf"), s_noise: float = 1.0) -> EulerRun:
+        """A run of n spaced steps, or over given `timesteps`, or given `sigmas` (n + 1, ending where the run ends).
+
+        s_churn, s_tmin, s_tmax, s_noise: Karras' stochastic churn (0 = the deterministic sampler).
+        """
+        owner = "EulerDiscreteScheduler"
         config = self.config
-        timesteps, sigmas = discrete_sigma_schedule(
-            self.alphas_cumprod, config, num_inference_steps, "EulerDiscreteScheduler",
-            karras=config.use_karras_sigmas, interpolation=config.interpolation_type,
-            final=config.final_sigmas_type, sigma_min=config.sigma_min, sigma_max=config.sigma_max)
-        sigmas_t = torch.from_numpy(sigmas)
-        if config.timestep_type == "continuous" and config.prediction_type == "v_prediction":
+        check_one_schedule(owner, num_inference_steps, timesteps=timesteps, sigmas=sigmas)
+        spacing = sigma_spacing(config, owner)
+        refuse_timesteps_with_spacing(owner, spacing, timesteps)
+        if timesteps is not None and config.timestep_type == "continuous" and config.prediction_type == "v_prediction":
+            raise ConfigError(f"{owner}: timesteps=[...] cannot be used with timestep_type='continuous' and "
+                              f"prediction_type='v_prediction'; pass num_inference_steps or sigmas")
+        steps, sigma_table = discrete_sigma_schedule(
+            self.alphas_cumprod, config, num_inference_steps, owner, spacing=spacing,
+            interpolation=config.interpolation_type, final=config.final_sigmas_type, sigma_min=config.sigma_min,
+            sigma_max=config.sigma_max, timesteps=timesteps, sigmas=sigmas)
+        return self._make_run(steps, sigma_table, device, s_churn, s_tmin, s_tmax, s_noise)
+
+    def _make_run(self, steps, sigma_table, device=None, *churn) -> EulerRun:
+        sigmas_t = torch.from_numpy(sigma_table)
+        if self.config.timestep_type == "continuous" and self.config.prediction_type == "v_prediction":
             # Continuous-time v models take c_noise = log(sigma) / 4 (Karras et al. table 1).
             timesteps_t = torch.tensor([0.25 * float(s.log()) for s in sigmas_t[:-1]], dtype=torch.float32)
         else:
-            timesteps_t = torch.from_numpy(timesteps)
-        return EulerRun(self, timesteps_t.to(device), sigmas_t, s_churn, s_tmin, s_tmax, s_noise)
+            timesteps_t = torch.from_numpy(steps)
+        return EulerRun(self, timesteps_t.to(device), sigmas_t, *churn)
+
+    def _training_run(self) -> EulerRun:
+        return self._make_run(*training_sigma_schedule(self.alphas_cumprod))

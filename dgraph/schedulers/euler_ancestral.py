@@ -9,7 +9,7 @@ import torch
 from ..configuration import register_to_config
 from .base import Scheduler, SchedulerOutput, check_choice, gaussian_noise
 from .euler import sigma_x0
-from .sigma_schedule import SigmaRun, discrete_sigma_schedule
+from .sigma_schedule import SigmaRun, discrete_sigma_schedule, training_sigma_schedule
 
 
 class EulerAncestralRun(SigmaRun):
@@ -48,3 +48,7 @@ class EulerAncestralDiscreteScheduler(Scheduler):
         timesteps, sigmas = discrete_sigma_schedule(self.alphas_cumprod, self.config, num_inference_steps,
                                                     "EulerAncestralDiscreteScheduler")
         return EulerAncestralRun(self, torch.from_numpy(timesteps).to(device), torch.from_numpy(sigmas))
+
+    def _training_run(self) -> EulerAncestralRun:
+        timesteps, sigmas = training_sigma_schedule(self.alphas_cumprod)
+        return EulerAncestralRun(self, torch.from_numpy(timesteps), torch.from_numpy(sigmas))

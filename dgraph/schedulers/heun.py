@@ -10,9 +10,10 @@ from typing import Sequence
 import torch
 
 from ..configuration import register_to_config
-from .base import Scheduler, SchedulerOutput, check_choice, refuse_unsupported
+from .base import Scheduler, SchedulerOutput, check_choice
 from .euler import sigma_x0
-from .sigma_schedule import SigmaRun, discrete_sigma_schedule
+from .sigma_schedule import SigmaRun, check_one_schedule, discrete_sigma_schedule, refuse_timesteps_with_spacing
+from .spacing import sigma_spacing
 
 
 class HeunRun(SigmaRun):
@@ -61,17 +62,26 @@ class HeunDiscreteScheduler(Scheduler):
                  clip_sample_range: float = 1.0, timestep_spacing: str = "linspace", steps_offset: int = 0):
         owner = "HeunDiscreteScheduler"
         check_choice(owner, "prediction_type", prediction_type, ("epsilon", "sample", "v_prediction"))
-        refuse_unsupported(owner, use_exponential_sigmas=(use_exponential_sigmas, False),
-                           use_beta_sigmas=(use_beta_sigmas, False))
+        sigma_spacing(self.config, owner)  # refuses two spacings at once
         self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
         self._freeze()
 
-    def start(self, num_inference_steps: int, device=None) -> HeunRun:
-        timesteps, sigmas = discrete_sigma_schedule(self.alphas_cumprod, self.config, num_inference_steps,
-                                                    "HeunDiscreteScheduler", karras=self.config.use_karras_sigmas)
+    def start(self, num_inference_steps: int | None = None, device=None,
+              timesteps: Sequence[float] | None = None) -> HeunRun:
+        """A run of n spaced steps (2n - 1 model calls), or over given `timesteps`."""
+        owner = "HeunDiscreteScheduler"
+        check_one_schedule(owner, num_inference_steps, timesteps=timesteps)
+        spacing = sigma_spacing(self.config, owner)
+        refuse_timesteps_with_spacing(owner, spacing, timesteps)
+        steps, sigmas = discrete_sigma_schedule(self.alphas_cumprod, self.config, num_inference_steps, owner,
+                                                spacing=spacing, timesteps=timesteps)
         sigmas_t = torch.from_numpy(sigmas)
-        timesteps_t = torch.from_numpy(timesteps)
+        timesteps_t = torch.from_numpy(steps)
         # Every sigma between the first and the last is visited twice (predictor, then corrector).
         sigmas_t = torch.cat([sigmas_t[:1], sigmas_t[1:-1].repeat_interleave(2), sigmas_t[-1:]])
         timesteps_t = torch.cat([timesteps_t[:1], timesteps_t[1:].repeat_interleave(2)])
         return HeunRun(self, timesteps_t.to(device), sigmas_t)
+
+    def _training_run(self) -> HeunRun:
+        # diffusers' Heun sets a run of every training step at construction.
+        return self.start(self.num_train_timesteps)

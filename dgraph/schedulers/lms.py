@@ -7,9 +7,10 @@ import numpy as np
 import torch
 
 from ..configuration import register_to_config
-from .base import Scheduler, SchedulerOutput, check_choice, refuse_unsupported
+from .base import RunOption, Scheduler, SchedulerOutput, check_choice
 from .euler import sigma_x0
 from .sigma_schedule import SigmaRun, discrete_sigma_schedule
+from .spacing import sigma_spacing
 
 
 def lms_coefficient(sigmas: Sequence[float], order: int, index: int, which: int) -> float:
@@ -49,6 +50,7 @@ class LMSDiscreteScheduler(Scheduler):
     """LMS sampler; `start(n, order=4)` sets how many past slopes each step uses."""
 
     order = 1
+    run_options = {"order": RunOption(4, "LMS: how many past slopes each step uses (1-4)")}
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,
@@ -58,12 +60,17 @@ class LMSDiscreteScheduler(Scheduler):
                  timestep_spacing: str = "linspace", steps_offset: int = 0):
         owner = "LMSDiscreteScheduler"
         check_choice(owner, "prediction_type", prediction_type, ("epsilon", "sample", "v_prediction"))
-        refuse_unsupported(owner, use_exponential_sigmas=(use_exponential_sigmas, False),
-                           use_beta_sigmas=(use_beta_sigmas, False))
+        sigma_spacing(self.config, owner)  # refuses two spacings at once
         self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
         self._freeze()
 
     def start(self, num_inference_steps: int, device=None, order: int = 4) -> LMSRun:
-        timesteps, sigmas = discrete_sigma_schedule(self.alphas_cumprod, self.config, num_inference_steps,
-                                                    "LMSDiscreteScheduler", karras=self.config.use_karras_sigmas)
+        owner = "LMSDiscreteScheduler"
+        timesteps, sigmas = discrete_sigma_schedule(self.alphas_cumprod, self.config, num_inference_steps, owner,
+                                                    spacing=sigma_spacing(self.config, owner))
         return LMSRun(self, torch.from_numpy(timesteps).to(device), torch.from_numpy(sigmas), order)
+
+    def _training_run(self) -> LMSRun:
+        # diffusers' LMS sets a run of every training step at construction.
+        return self.start(self.num_train_timesteps)
+

@@ -5,40 +5,54 @@ here are the signal and noise scales of x_t = alpha·x0 + sigma·noise (alpha² 
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
 from .base import SamplingRun, predicted_x0
-from .spacing import interpolate_sigmas, karras_sigmas, sigmas_to_timesteps, solver_timesteps, training_sigmas
+from .spacing import interpolate_sigmas, sigmas_to_timesteps, solver_timesteps, spaced_sigmas, training_sigmas
 from .thresholding import dynamic_threshold
 
 
-def solver_schedule(alphas_cumprod: torch.Tensor, config, num_inference_steps: int, owner: str, *,
-                    karras: bool, final: str, round_karras_timesteps: bool = True,
+def solver_schedule(alphas_cumprod: torch.Tensor, config, num_inference_steps: int | None, owner: str, *,
+                    spacing: str | None, final: str, round_karras_timesteps: bool = True,
                     last_timestep: int | None = None, sigma_min: float | None = None,
-                    sigma_max: float | None = None):
+                    sigma_max: float | None = None, timesteps: Sequence[int] | None = None):
     """(timesteps int64, sigmas float32) with one more sigma than timesteps.
 
-    `final` names the last sigma: "zero" (the clean sample), "training_min" (the smallest training
-    sigma), or "repeat" (the last scheduled sigma again).
+    `spacing` names a sigma spacing over the training range (karras, exponential, beta, or "lu":
+    evenly spaced in log-SNR, Lu et al. 2022); its timesteps are mapped back from the sigmas, and
+    rounded for karras and lu (unless `round_karras_timesteps` is False). Given `timesteps` replace
+    the spaced ones. `final` names the last sigma: "zero" (the clean sample), "training_min" (the
+    smallest training sigma), or "repeat" (the last scheduled sigma again).
     """
     T = len(alphas_cumprod)
-    timesteps = solver_timesteps(config.timestep_spacing, T, num_inference_steps, config.steps_offset,
+    if timesteps is not None:
+        steps = np.asarray(list(timesteps), dtype=np.int64)
+        num_inference_steps = len(steps)
+    else:
+        steps = solver_timesteps(config.timestep_spacing, T, num_inference_steps, config.steps_offset,
                                  last_timestep=last_timestep, owner=owner)
     table = training_sigmas(alphas_cumprod)
-    if karras:
-        # Karras sigmas between the ends of the training range (or the configured ends).
-        low = sigma_min if sigma_min is not None else float(table[0])
-        high = sigma_max if sigma_max is not None else float(table[-1])
-        sigmas = karras_sigmas(low, high, num_inference_steps)
-        timesteps = sigmas_to_timesteps(sigmas, np.log(table))
-        if round_karras_timesteps:
-            timesteps = timesteps.round()
+    if spacing is None:
+        sigmas = interpolate_sigmas(steps, table)
     else:
-        sigmas = interpolate_sigmas(timesteps, table)
+        if spacing == "lu":
+            # Evenly spaced in lambda = -log sigma between the ends of the training range.
+            low, high = float(np.log(table[0])), float(np.log(table[-1]))
+            sigmas = np.exp(high + np.linspace(0, 1, num_inference_steps) * (low - high))
+        else:
+            # Between the ends of the training range (or the configured ends).
+            low = sigma_min if sigma_min is not None else float(table[0])
+            high = sigma_max if sigma_max is not None else float(table[-1])
+            sigmas = spaced_sigmas(spacing, low, high, num_inference_steps)
+        steps = sigmas_to_timesteps(sigmas, np.log(table))
+        if spacing in ("karras", "lu") and round_karras_timesteps:
+            steps = steps.round()
     last = {"zero": 0.0, "training_min": float(table[0]), "repeat": float(sigmas[-1])}[final]
     sigmas = np.concatenate([sigmas, [last]]).astype(np.float32)
-    return timesteps.astype(np.int64), sigmas
+    return steps.astype(np.int64), sigmas
 
 
 class SolverRun(SamplingRun):
@@ -89,3 +103,12 @@ class SolverRun(SamplingRun):
 
     def _x0_from_eps(self, eps: torch.Tensor, sample: torch.Tensor, index: int) -> torch.Tensor:
         return (sample - self.sigma[index] * eps) / self.alpha[index]
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """alpha·x0 + sigma·noise at the run's own sigma of each timestep (a Karras run's sigmas are not
+        the training table's at the rounded timesteps), as diffusers' multistep solvers noise."""
+        sigmas = self.sigmas.to(original_samples.device, original_samples.dtype)
+        sigma = sigmas[self.noise_indices(timesteps)].flatten()
+        alpha = 1 / (sigma ** 2 + 1) ** 0.5
+        shape = (-1,) + (1,) * (original_samples.ndim - 1)
+        return alpha.reshape(shape) * original_samples + (sigma * alpha).reshape(shape) * noise

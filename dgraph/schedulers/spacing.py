@@ -5,6 +5,8 @@ Three spacings (Lin et al. 2023, table 2): "linspace" spreads the steps evenly o
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -78,6 +80,85 @@ def karras_sigmas(sigma_min: float, sigma_max: float, num_steps: int, rho: float
     ramp = np.linspace(0, 1, num_steps)
     low, high = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return (high + ramp * (low - high)) ** rho
+
+
+def exponential_sigmas(sigma_min: float, sigma_max: float, num_steps: int) -> np.ndarray:
+    """Sigmas evenly spaced in log sigma, from sigma_max down to sigma_min."""
+    return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), num_steps))
+
+
+def beta_sigmas(sigma_min: float, sigma_max: float, num_steps: int, a: float = 0.6, b: float = 0.6) -> np.ndarray:
+    """Sigmas at the quantiles of a Beta(a, b) distribution (Lee et al. 2024, "Beta sampling is all you need"):
+    with a = b < 1 the steps crowd at both ends of [sigma_min, sigma_max]."""
+    quantiles = beta_ppf(1 - np.linspace(0, 1, num_steps), a, b)
+    return sigma_min + quantiles * (sigma_max - sigma_min)
+
+
+SIGMA_SPACINGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas", "beta": "use_beta_sigmas"}
+
+
+def sigma_spacing(config, owner: str) -> str | None:
+    """Which of the Karras / exponential / beta sigma spacings a config asks for (None: the plain table)."""
+    chosen = [name for name, key in SIGMA_SPACINGS.items() if config.get(key)]
+    if len(chosen) > 1:
+        keys = ", ".join(SIGMA_SPACINGS[name] for name in chosen)
+        raise ConfigError(f"{owner}: {keys} are set together; set at most one of them")
+    return chosen[0] if chosen else None
+
+
+def spaced_sigmas(spacing: str, sigma_min: float, sigma_max: float, num_steps: int) -> np.ndarray:
+    """`num_steps` sigmas from sigma_max down to sigma_min in the named spacing (see `SIGMA_SPACINGS`)."""
+    make = {"karras": karras_sigmas, "exponential": exponential_sigmas, "beta": beta_sigmas}[spacing]
+    return make(sigma_min, sigma_max, num_steps)
+
+
+def _beta_continued_fraction(x: np.ndarray, a: float, b: float) -> np.ndarray:
+    # The continued fraction of the incomplete beta function, evaluated by the modified Lentz method.
+    tiny = 1e-300
+    c = np.ones_like(x)
+    d = 1 - (a + b) * x / (a + 1)
+    d = 1 / np.where(np.abs(d) < tiny, tiny, d)
+    h = d.copy()
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a - 1 + 2 * m) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 1 + 2 * m))):
+            d = 1 + numerator * d
+            d = 1 / np.where(np.abs(d) < tiny, tiny, d)
+            c = 1 + numerator / c
+            c = np.where(np.abs(c) < tiny, tiny, c)
+            h = h * d * c
+        if np.all(np.abs(d * c - 1) < 1e-15):
+            break
+    return h
+
+
+
+def beta_cdf(x: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The regularised incomplete beta function I_x(a, b), the CDF of Beta(a, b), in float64."""
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    inner = np.clip(x, 1e-300, 1 - 1e-16)
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * np.log(inner) + b * np.log1p(-inner))
+    front = np.exp(log_front)
+    # The fraction converges fast below the mean; above it, use the symmetry I_x(a, b) = 1 - I_{1-x}(b, a).
+    low = x < (a + 1) / (a + b + 2)
+    result = np.empty_like(x)
+    result[low] = front[low] * _beta_continued_fraction(inner[low], a, b) / a
+    result[~low] = 1 - front[~low] * _beta_continued_fraction(1 - inner[~low], b, a) / b
+    return np.where(x <= 0, 0.0, np.where(x >= 1, 1.0, result))
+
+
+
+def beta_ppf(q: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The inverse of `beta_cdf` (quantiles of Beta(a, b)), by bisection to float64 precision."""
+    q = np.asarray(q, dtype=np.float64)
+    low, high = np.zeros_like(q), np.ones_like(q)
+    for _ in range(60):
+        middle = (low + high) / 2
+        below = beta_cdf(middle, a, b) < q
+        low, high = np.where(below, middle, low), np.where(below, high, middle)
+    return np.where(q <= 0, 0.0, np.where(q >= 1, 1.0, (low + high) / 2))
+
 
 
 def sigmas_to_timesteps(sigmas: np.ndarray, log_training_sigmas: np.ndarray) -> np.ndarray:

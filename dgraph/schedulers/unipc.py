@@ -13,6 +13,7 @@ import torch
 from ..configuration import register_to_config
 from .base import Scheduler, SchedulerOutput, check_choice, refuse_unsupported
 from .solver_schedule import SolverRun, solver_schedule
+from .spacing import sigma_spacing
 
 
 class UniPCRun(SolverRun):
@@ -86,7 +87,10 @@ class UniPCRun(SolverRun):
             x_t = self._base_update(t, s, x, m0, h_phi_1)
             if d1s:
                 rhos = torch.ones(1) * 0.5 if order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
-                x_t = x_t - self._scale(t, b_h) * torch.einsum("k,bkc...->bc...", rhos, torch.stack(d1s, dim=1))
+                differences = torch.stack(d1s, dim=1)
+                # The coefficients are solved in float32 on the CPU; use them where and as the outputs are.
+                rhos = rhos.to(differences.device, differences.dtype)
+                x_t = x_t - self._scale(t, b_h) * torch.einsum("k,bkc...->bc...", rhos, differences)
             return x_t.to(x.dtype)
 
     def _correct(self, index, model_t, last_sample, this_sample, order):
@@ -100,7 +104,10 @@ class UniPCRun(SolverRun):
             x_t = self._base_update(t, s, last_sample, m0, h_phi_1)
             correction = 0
             if d1s:
-                correction = torch.einsum("k,bkc...->bc...", rhos[:-1], torch.stack(d1s, dim=1))
+                differences = torch.stack(d1s, dim=1)
+                correction = torch.einsum("k,bkc...->bc...", rhos[:-1].to(differences.device, differences.dtype),
+                                          differences)
+
             correction = correction + float(rhos[-1]) * (model_t - m0)
             return (x_t - self._scale(t, b_h) * correction).to(this_sample.dtype)
 
@@ -134,8 +141,8 @@ class UniPCMultistepScheduler(Scheduler):
         check_choice(owner, "solver_order", solver_order, (1, 2, 3))
         check_choice(owner, "prediction_type", prediction_type, ("epsilon", "sample", "v_prediction"))
         check_choice(owner, "final_sigmas_type", final_sigmas_type, ("zero", "sigma_min"))
-        refuse_unsupported(owner, solver_p=(solver_p, None), use_exponential_sigmas=(use_exponential_sigmas, False),
-                           use_beta_sigmas=(use_beta_sigmas, False), use_flow_sigmas=(use_flow_sigmas, False),
+        sigma_spacing(self.config, owner)  # refuses two spacings at once
+        refuse_unsupported(owner, solver_p=(solver_p, None), use_flow_sigmas=(use_flow_sigmas, False),
                            use_dynamic_shifting=(use_dynamic_shifting, False), shift_terminal=(shift_terminal, None))
         self._init_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
                             rescale_betas_zero_snr)
@@ -147,12 +154,12 @@ class UniPCMultistepScheduler(Scheduler):
 
     def start(self, num_inference_steps: int, device=None) -> UniPCRun:
         config = self.config
-        karras = config.use_karras_sigmas
+        spacing = sigma_spacing(config, "UniPCMultistepScheduler")
         if config.final_sigmas_type == "zero":
             final = "zero"
         else:
-            final = "repeat" if karras else "training_min"
+            final = "repeat" if spacing is not None else "training_min"
         timesteps, sigmas = solver_schedule(self.alphas_cumprod, config, num_inference_steps,
-                                            "UniPCMultistepScheduler", karras=karras, final=final,
+                                            "UniPCMultistepScheduler", spacing=spacing, final=final,
                                             sigma_min=config.sigma_min, sigma_max=config.sigma_max)
         return UniPCRun(self, torch.from_numpy(timesteps).to(device), torch.from_numpy(sigmas), config.solver_order)

@@ -28,7 +28,7 @@ def latent_scaling_factor(model: AutoencoderKL, images: torch.Tensor, batch: int
     (as Rombach et al. 2022 set theirs), measured with a fixed generator."""
     generator = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
-    samples = [model.encode(images[i:i + batch].to(device)).sample(generator).cpu() for i in range(0, len(images), batch)]
+    samples = [model.encode(images[i:i + batch].to(device)).latent_dist.sample(generator).cpu() for i in range(0, len(images), batch)]
     return float(1.0 / torch.cat(samples).std())
 
 

@@ -74,7 +74,7 @@ def encode_images(vae: AutoencoderKL, images: torch.Tensor, batch: int = 256) ->
     """Posterior mean and std of every image: latents are sampled from them afresh at each step."""
     means, stds = [], []
     for start in range(0, len(images), batch):
-        posterior = vae.encode(images[start:start + batch])
+        posterior = vae.encode(images[start:start + batch]).latent_dist
         means.append(posterior.mean.float())
         stds.append(posterior.std.float())
     return torch.cat(means), torch.cat(stds)

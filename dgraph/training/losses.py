@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.outputs import first_output
+
 
 def autoencoder_loss(model: nn.Module, images: torch.Tensor, generator: torch.Generator | None,
                      kl_weight: float, reconstruction: str = "mse") -> tuple[torch.Tensor, dict[str, float]]:
@@ -13,8 +15,8 @@ def autoencoder_loss(model: nn.Module, images: torch.Tensor, generator: torch.Ge
     Sampling the posterior (not its mean) trains the decoder on the spread of latents a diffusion model
     will later produce; the KL term keeps that spread near a unit Gaussian.
     """
-    posterior = model.encode(images)
-    decoded = model.decode(posterior.sample(generator))
+    posterior = model.encode(images).latent_dist
+    decoded = model.decode(posterior.sample(generator)).sample
     error = F.mse_loss(decoded.float(), images.float()) if reconstruction == "mse" else \
         F.l1_loss(decoded.float(), images.float())
     kl = posterior.kl().float().mean() / posterior.mean[0].numel()
@@ -35,6 +37,6 @@ def denoiser_loss(model: nn.Module, scheduler, x0: torch.Tensor, noise: torch.Te
                   prediction_type: str, **conditioning) -> torch.Tensor:
     """Mean squared error between the network's output on add_noise(x0, noise, t) and its target."""
     noisy = scheduler.add_noise(x0, noise, timesteps)
-    output = model(noisy, timesteps, **conditioning)
+    output = first_output(model(noisy, timesteps, **conditioning))
     target = denoiser_target(scheduler, x0, noise, timesteps, prediction_type)
     return F.mse_loss(output.float(), target.float())

@@ -80,16 +80,16 @@ def test_kl_matches_diffusers_float32(kl):
     model = AutoencoderKL.from_pretrained(folder)
     images = _images(reference.config.in_channels)
     expected = reference.encode(images).latent_dist
-    posterior = model.encode(images)
+    posterior = model.encode(images).latent_dist
     torch.testing.assert_close(posterior.mean, expected.mean, atol=1e-5, rtol=0)
     torch.testing.assert_close(posterior.logvar, expected.logvar, atol=1e-5, rtol=0)
     drawn = posterior.sample(torch.Generator().manual_seed(7))
     torch.testing.assert_close(drawn, expected.sample(torch.Generator().manual_seed(7)), atol=1e-5, rtol=0)
     torch.testing.assert_close(posterior.kl(), expected.kl(), atol=1e-4, rtol=1e-5)
-    decoded = model.decode(drawn)
+    decoded = model.decode(drawn).sample
     assert decoded.shape == (2, reference.config.out_channels, 8, 8)
     torch.testing.assert_close(decoded, reference.decode(drawn).sample, atol=1e-5, rtol=0)
-    torch.testing.assert_close(model(images), reference(images).sample, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(images).sample, reference(images).sample, atol=1e-5, rtol=0)
     assert model.config.scaling_factor == reference.config.scaling_factor
 
 
@@ -103,10 +103,10 @@ def test_kl_matches_diffusers_half(kl, dtype):
     model = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype)
     assert model.dtype == dtype
     images = _images(reference.config.in_channels, dtype)
-    mean = model.encode(images).mean
+    mean = model.encode(images).latent_dist.mean
     assert mean.dtype == dtype
     assert_close_half(mean, reference.encode(images).latent_dist.mean)
-    assert_close_half(model.decode(mean), reference.decode(mean).sample)
+    assert_close_half(model.decode(mean).sample, reference.decode(mean).sample)
 
 
 @torch.no_grad()
@@ -114,7 +114,7 @@ def test_vq_matches_diffusers_float32(vq):
     reference, folder = vq
     model = VQModel.from_pretrained(folder)
     images = _images(reference.config.in_channels)
-    latents = model.encode(images)
+    latents = model.encode(images).latents
     torch.testing.assert_close(latents, reference.encode(images).latents, atol=1e-5, rtol=0)
     quantized, loss, indices = model.quantize(latents)
     ref_quantized, ref_loss, (_, _, ref_indices) = reference.quantize(latents)
@@ -122,10 +122,10 @@ def test_vq_matches_diffusers_float32(vq):
     assert len(indices.unique()) > 1  # the test means something only if several codes are in use
     torch.testing.assert_close(quantized, ref_quantized, atol=1e-6, rtol=0)
     torch.testing.assert_close(loss, ref_loss, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(model.decode(latents), reference.decode(latents).sample, atol=1e-5, rtol=0)
-    torch.testing.assert_close(model.decode(latents, force_not_quantize=True),
+    torch.testing.assert_close(model.decode(latents).sample, reference.decode(latents).sample, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.decode(latents, force_not_quantize=True).sample,
                                reference.decode(latents, force_not_quantize=True).sample, atol=1e-5, rtol=0)
-    torch.testing.assert_close(model(images), reference(images).sample, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(images).sample, reference(images).sample, atol=1e-5, rtol=0)
 
 
 # float16 convolutions are slow on the CPU: that dtype runs with -m slow.
@@ -136,9 +136,9 @@ def test_vq_matches_diffusers_half(vq, dtype):
     reference = diffusers.VQModel.from_pretrained(folder, torch_dtype=dtype).eval()
     model = VQModel.from_pretrained(folder, torch_dtype=dtype)
     images = _images(reference.config.in_channels, dtype)
-    latents = model.encode(images)
+    latents = model.encode(images).latents
     assert_close_half(latents, reference.encode(images).latents)
-    decoded = model.decode(latents, force_not_quantize=True)
+    decoded = model.decode(latents, force_not_quantize=True).sample
     expected = reference.decode(latents, force_not_quantize=True).sample
     assert_close_half(decoded, expected)
     # diffusers cannot quantise half precision on the CPU (cdist has no kernel); dgraph measures distances
@@ -190,7 +190,7 @@ def test_legacy_attention_names_load(tmp_path_factory, tmp_path):
     save_file(legacy, tmp_path / "diffusion_pytorch_model.safetensors")
     model = AutoencoderKL.from_pretrained(tmp_path)
     images = _images(reference.config.in_channels)
-    torch.testing.assert_close(model(images), reference(images).sample, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(images).sample, reference(images).sample, atol=1e-5, rtol=0)
 
 
 def test_config_errors():
@@ -227,4 +227,4 @@ def test_published_configurations_float32(name, tmp_path_factory):
     reference, folder = _saved(tmp_path_factory, reference_class, config)
     model = dgraph_class.from_pretrained(folder)
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(model(images), reference(images).sample, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(images).sample, reference(images).sample, atol=1e-5, rtol=0)

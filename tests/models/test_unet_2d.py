@@ -59,10 +59,10 @@ def test_timestep_forms_agree(tmp_path):
     model = UNet2DModel(**DDPM_LIKE).eval()
     x = inputs(DDPM_LIKE)["sample"]
     with torch.no_grad():
-        as_int = model(x, 7)
-        assert torch.equal(model(x, torch.tensor(7)), as_int)
-        assert torch.equal(model(x, torch.tensor([7, 7])), as_int)
-        per_item = model(x, torch.tensor([7, 300]))
+        as_int = model(x, 7).sample
+        assert torch.equal(model(x, torch.tensor(7)).sample, as_int)
+        assert torch.equal(model(x, torch.tensor([7, 7]), return_dict=False)[0], as_int)
+        per_item = model(x, torch.tensor([7, 300])).sample
     assert torch.equal(per_item[0], as_int[0]) and not torch.allclose(per_item[1], as_int[1])
 
 
@@ -92,7 +92,7 @@ def test_legacy_attention_names_are_converted(tmp_path):
     loaded = UNet2DModel.from_pretrained(tmp_path)
     x = inputs(DDPM_LIKE)["sample"]
     with torch.no_grad():
-        assert torch.equal(loaded(x, 5), model(x, 5))
+        assert torch.equal(loaded(x, 5).sample, model(x, 5).sample)
 
 
 def test_unsupported_block_type_is_a_config_error():

@@ -50,7 +50,7 @@ def test_odd_frame_and_pixel_counts(tmp_path):
     with torch.no_grad():
         expected = reference(**values).sample
         assert expected.shape == (2, 4, 1, 6, 10)
-        assert max_difference(ours(**values), expected) < 1e-5
+        assert max_difference(ours(**values).sample, expected) < 1e-5
 
 
 def test_published_config_has_diffusers_keys_and_shapes():

@@ -1,6 +1,8 @@
 """Scheduler, guidance and sampling-loop nodes against diffusers' own loops and formulas."""
 from __future__ import annotations
 
+import inspect
+
 import diffusers
 import pytest
 import torch
@@ -14,7 +16,10 @@ from dgraph.schedulers import DDPMScheduler
 from dgraph.engine.registry import Registry, default_registry
 from dgraph.node import node
 from dgraph.types import UNet
+from dgraph.errors import DgraphError
+from nodes.sampling import sample_loop
 from nodes.schedulers import FAMILIES
+
 
 
 def _model(x: torch.Tensor, t) -> torch.Tensor:
@@ -62,36 +67,67 @@ def test_bad_scheduler_parameter_is_a_validation_error():
     assert caught.value.codes == ["invalid-value"]
 
 
-@pytest.mark.parametrize("family, eta", [("euler", 0.0), ("ddim", 0.5), ("dpm_solver", 0.0), ("heun", 0.0)])
-def test_sampling_loop_node_equals_a_diffusers_loop(family, eta):
-    cls, _ = FAMILIES[family]
-    registry_graph = {
+def _loop_graph(family: str, options: dict) -> dict:
+    return {
         "dgraph": 1,
         "nodes": {
             "scheduler": {"type": f"scheduler.{family}"},
             "noise": {"type": "latent.noise", "inputs": {"channels": 4, "height": 8, "width": 8, "batch_size": 2}},
             "sample": {"type": "sample.loop", "inputs": {"denoiser": "@den.denoiser", "scheduler": "@scheduler.scheduler",
-                                                         "latents": "@noise.latent", "steps": 8, "eta": eta}},
+                                                         "latents": "@noise.latent", "steps": 8, **options}},
             "den": {"type": "denoiser.model", "inputs": {"unet": "@unet.value"}},
             "unet": {"type": "test.toy_unet"},
         },
         "outputs": {"x": "@sample.latent"},
     }
+
+
+def _registry() -> Registry:
     registry = Registry()
     for spec in default_registry():
         registry.add(spec.fn, spec.pack)
     registry.add(toy)
-    ours = Graph.load(registry_graph, registry=registry).execute(seed=11).x.tensor
+    return registry
+
+
+# Run options reach the scheduler from the workflow; a neutral value of another family's option is allowed.
+RUN_OPTIONS = [("euler", {"eta": 0.0}), ("ddim", {"eta": 0.5}), ("ddim", {"eta": 1.0, "use_clipped_model_output": True}),
+               ("dpm_solver", {}), ("heun", {"s_churn": 0.0}),
+               ("euler", {"s_churn": 0.8, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.003}), ("lms", {"order": 2})]
+
+
+@pytest.mark.parametrize("family, options", RUN_OPTIONS)
+def test_sampling_loop_node_equals_a_diffusers_loop(family, options):
+    cls, _ = FAMILIES[family]
+    ours = Graph.load(_loop_graph(family, options), registry=_registry()).execute(seed=11).x.tensor
 
     scheduler = getattr(diffusers, cls.__name__)()
     scheduler.set_timesteps(8)
     x = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(derive_seed(11, "noise")))
     x = x * scheduler.init_noise_sigma
     generator = torch.Generator().manual_seed(derive_seed(11, "sample"))
-    extra = {"eta": eta, "generator": generator} if family == "ddim" else {}
+    extra = {name: value for name, value in options.items() if name in cls.run_options}
+    if family in ("ddim", "euler"):
+        extra["generator"] = generator
     for t in scheduler.timesteps:
         x = scheduler.step(_model(scheduler.scale_model_input(x, t), t), t, x, **extra).prev_sample
     assert torch.allclose(ours, x, rtol=1e-5, atol=1e-5)  # some toy trajectories grow to ~1e3
+
+
+def test_a_run_option_of_another_family_is_refused_with_what_to_do():
+    graph = Graph.load(_loop_graph("euler", {"eta": 0.5}), registry=_registry())
+    with pytest.raises(DgraphError) as caught:
+        graph.execute(seed=1)
+    assert ("sample.loop: eta=0.5 only applies to DDIMScheduler; EulerDiscreteScheduler takes s_churn, s_tmin, "
+            "s_tmax, s_noise: remove eta or set it to 0.0") in str(caught.value)
+
+
+def test_run_options_are_declared_by_the_families():
+    # The loop node's parameters are the union of what the families declare (no signature inspection).
+    declared = {name for cls, _ in FAMILIES.values() for name in cls.run_options}
+    loop_parameters = set(inspect.signature(sample_loop).parameters)
+    assert declared == {"eta", "use_clipped_model_output", "s_churn", "s_tmin", "s_tmax", "s_noise", "order"}
+    assert declared <= loop_parameters
 
 
 def test_guidance_rescale_matches_the_published_formula():

@@ -110,13 +110,20 @@ def test_unknown_class_name_is_refused(tmp_path):
 @pytest.mark.parametrize("cls, config, message", [
     (ours.DDPMScheduler, {"beta_schedule": "sigmoid"},
      "DDPMScheduler: beta_schedule 'sigmoid' is not supported; use one of linear, scaled_linear, "
-     "squaredcos_cap_v2 or give trained_betas"),
+     "squaredcos_cap_v2, exp or give trained_betas"),
     (ours.DDPMScheduler, {"variance_type": "huge"},
      "DDPMScheduler: variance_type='huge' is not supported; use one of 'fixed_small', 'fixed_small_log', "
      "'fixed_large', 'fixed_large_log', 'learned', 'learned_range'"),
-    (ours.EulerDiscreteScheduler, {"use_exponential_sigmas": True},
-     "EulerDiscreteScheduler: use_exponential_sigmas=True is not supported by dgraph; remove it from the config "
+    (ours.EulerDiscreteScheduler, {"use_exponential_sigmas": True, "use_karras_sigmas": True},
+     "EulerDiscreteScheduler: use_karras_sigmas, use_exponential_sigmas are set together; set at most one of them"),
+    (ours.DPMSolverMultistepScheduler, {"use_flow_sigmas": True},
+     "DPMSolverMultistepScheduler: use_flow_sigmas=True is not supported by dgraph; remove it from the config "
      "or set it to False"),
+    (ours.DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver", "solver_order": 3,
+                                        "final_sigmas_type": "sigma_min"},
+     "DPMSolverMultistepScheduler: algorithm_type='sde-dpmsolver' has no third-order update; use solver_order 1 "
+     "or 2, or algorithm_type='sde-dpmsolver++'"),
+
     (ours.DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver"},
      "DPMSolverMultistepScheduler: final_sigmas_type='zero' needs a data-prediction algorithm; use "
      "algorithm_type='dpmsolver++' or final_sigmas_type='sigma_min'"),

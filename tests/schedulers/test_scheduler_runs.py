@@ -77,12 +77,14 @@ def test_a_scheduler_cannot_be_changed_after_construction():
 
 
 def test_stepping_past_the_end_or_before_set_timesteps_is_an_error():
-    scheduler = ours.EulerDiscreteScheduler()
+    # DDIM (like diffusers' DDIM) has no run before set_timesteps; DDPM and the sigma samplers do.
     with pytest.raises(ConfigError) as error:
-        scheduler.step(torch.zeros(1), 999.0, torch.zeros(1))
-    assert str(error.value) == ("EulerDiscreteScheduler: call set_timesteps(num_inference_steps) before stepping, "
+        ours.DDIMScheduler().step(torch.zeros(1), 999, torch.zeros(1))
+    assert str(error.value) == ("DDIMScheduler: call set_timesteps(num_inference_steps) before stepping, "
                                 "or use run = scheduler.start(num_inference_steps)")
+    scheduler = ours.EulerDiscreteScheduler()
     run = scheduler.start(1)
+
     run.step(torch.zeros(1), run.timesteps[0], torch.zeros(1))
     with pytest.raises(ConfigError) as error:
         run.step(torch.zeros(1), run.timesteps[0], torch.zeros(1))

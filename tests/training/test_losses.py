@@ -43,8 +43,8 @@ def test_autoencoder_loss_is_reconstruction_plus_weighted_kl_per_element():
                           latent_channels=2, sample_size=8)
     images = torch.rand(3, 1, 8, 8) * 2 - 1
     loss, parts = autoencoder_loss(model, images, torch.Generator().manual_seed(1), kl_weight=0.5)
-    posterior = model.encode(images)
-    decoded = model.decode(posterior.sample(torch.Generator().manual_seed(1)))
+    posterior = model.encode(images).latent_dist
+    decoded = model.decode(posterior.sample(torch.Generator().manual_seed(1))).sample
     kl = posterior.kl().mean() / (2 * 4 * 4)
     assert torch.allclose(loss, F.mse_loss(decoded, images) + 0.5 * kl, atol=1e-6)
     assert parts["kl"] == kl.item()

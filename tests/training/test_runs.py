@@ -86,7 +86,7 @@ def test_autoencoder_recipe_saves_a_loadable_model_with_measured_scaling(vae_fol
 
     images = digits_images(8)[0]
     with torch.no_grad():
-        latents = vae.encode(images).sample(torch.Generator().manual_seed(0))
+        latents = vae.encode(images).latent_dist.sample(torch.Generator().manual_seed(0))
     assert float(latents.std()) * vae.config.scaling_factor == pytest.approx(1.0, abs=1e-4)
 
 
