@@ -378,7 +378,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{
             "type": s.type_name, "version": s.version, "description": s.description, "pack": s.pack,
-            "random": s.random,
+            "random": s.random, "effect": s.effect,
             "inputs": {n: {"type": str(i.type), "required": i.required,
                            **({"default": i.default} if _plain(i.default) and not i.required else {})}
                        for n, i in s.inputs.items()},
@@ -386,7 +386,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         } for s in specs], indent=2))
         return EXIT_OK
     for spec in specs:
-        print(f"{spec.type_name} v{spec.version}  [{spec.pack}]" + ("  (random)" if spec.random else ""))
+        flags = "".join(f"  ({flag})" for flag, on in (("random", spec.random), ("effect", spec.effect)) if on)
+        print(f"{spec.type_name} v{spec.version}  [{spec.pack}]{flags}")
         print(f"    {spec.description}")
         for name, ispec in spec.inputs.items():
             default = "" if ispec.required else f" = {ispec.default!r}"

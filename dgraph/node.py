@@ -11,9 +11,14 @@ single type gives one output named after it in snake case (`-> Latent` gives `la
 validated by pydantic: constrain them with `Annotated[int, Field(ge=1, le=1000)]`. A parameter annotated
 `Context` receives the run context (device, seeded randomness, progress, cancellation, output folder)
 instead of being an input. Nodes never reach into global state: everything comes in through arguments.
+
+A node that draws random numbers is declared `random=True` (its results are keyed by the seed); a node
+with an effect outside its outputs (writing files) is declared `effect=True`: it runs on every execution,
+never served from the cache, and only such a node may ask the context for an output path.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import re
@@ -80,6 +85,7 @@ class NodeSpec:
     refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None
     tuple_output: bool = False
     pack: str = ""
+    effect: bool = False
 
     @property
     def qualname(self) -> str:
@@ -113,7 +119,8 @@ def snake_case(name: str) -> str:
 
 
 def node(type_name: str, *, version: int = 1, description: str | None = None, output: str | None = None,
-         random: bool = False, refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None):
+         random: bool = False, refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None,
+         effect: bool = False):
     """Declare a function as a node type (see the module docstring)."""
     if not _NAME.match(type_name):
         raise ValueError(f"node type name {type_name!r} must be dotted lowercase, like 'image.save'")
@@ -121,7 +128,8 @@ def node(type_name: str, *, version: int = 1, description: str | None = None, ou
         raise ValueError(f"{type_name}: version must be a positive int")
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.__dgraph_node__ = _spec_from_function(fn, type_name, version, description, output, random, refine)
+        spec = _spec_from_function(fn, type_name, version, description, output, random, refine)
+        fn.__dgraph_node__ = dataclasses.replace(spec, effect=effect) if effect else spec
         return fn
 
     return wrap
@@ -199,6 +207,7 @@ class Context:
     inputs: dict[str, Any] = field(default_factory=dict)
     base: Any = None  # where relative sources resolve: the workflow file's folder, or its hub Source
     overwrite: bool = False  # written files replace earlier ones instead of taking the next free number
+    effect: bool = False
 
     def resolve_source(self, text: str):
         """A weights source written in the workflow, resolved against the workflow's own location."""
@@ -252,8 +261,7 @@ class Context:
         """A path inside the output folder; refuses anything that would leave it."""
         from .engine.paths import safe_output_path
 
-        if self.output_dir is None:
-            raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
+        self._check_writes()
         return safe_output_path(self.output_dir, relative)
 
     def write_files(self, stem: str, suffix: str, payloads: list[bytes], *, plain_single: bool = False) -> list[Path]:
@@ -261,10 +269,16 @@ class Context:
         each name claimed atomically; with `overwrite`, from 000); see `engine.paths.write_new_files`."""
         from .engine.paths import write_new_files
 
-        if self.output_dir is None:
-            raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
+        self._check_writes()
         return write_new_files(self.output_dir, stem, suffix, payloads, overwrite=self.overwrite,
                                plain_single=plain_single)
+
+
+    def _check_writes(self) -> None:
+        if not self.effect:  # a write the cache does not know about would be skipped on the next run
+            raise DgraphError(f"node {self.node!r} writes files but its type is not declared effect=True")
+        if self.output_dir is None:
+            raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
 
 
 def derive_seed(seed: int, name: str) -> int:

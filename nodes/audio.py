@@ -45,7 +45,8 @@ def audio_load(ctx: Context, path: str, sample_rate: Optional[SampleRate] = None
     return Audio(waveform.to(ctx.device), rate)
 
 
-@node("audio.save", description="Write audio as wav or flac (16/24-bit PCM or float), atomically.", output="paths")
+@node("audio.save", description="Write audio as wav or flac (16/24-bit PCM or float), atomically.", output="paths",
+      effect=True)
 def audio_save(ctx: Context, audio: Audio, name: str = "audio.wav",
                encoding: Literal["pcm16", "pcm24", "float"] = "pcm16") -> list[str]:
     """name: file name inside the output folder (.wav or .flac); a batch writes NAME_000.wav, NAME_001.wav...

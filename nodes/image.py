@@ -24,7 +24,7 @@ def from_tensor(tensor: torch.Tensor, low: float = -1.0, high: float = 1.0) -> I
 
 
 @node("image.save", description="Save images as PNG files (with the workflow and its inputs embedded).",
-      output="paths")
+      output="paths", effect=True)
 def save(ctx: Context, image: Image, prefix: Annotated[str, Field(min_length=1, max_length=200)] = "image",
          embed_workflow: bool = True) -> list[str]:
     """prefix: file name prefix inside the output folder (subfolders allowed); files are PREFIX_000.png,

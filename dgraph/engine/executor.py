@@ -104,9 +104,11 @@ class LocalExecutor(Executor):
                 if node.static_key is None:
                     node.static_key = static_key(spec.type_name, spec.version, [
                         (k, value_digest(b.value)) for k, b in node.bindings.items() if isinstance(b, Literal)])
+                if spec.effect:  # what it wrote depends on where: downstream keys must see the folder
+                    parts.append(f"output_dir={request.output_dir}")
                 key = node_key(node.static_key, str(device), parts, request.seed if spec.random else None)
                 keys[name] = key
-                outputs = cache.get(key)
+                outputs = None if spec.effect else cache.get(key)  # an effect happens on every run
                 if outputs is not None:
                     if tell:
                         emit(Event("node-cached", name, device=str(device)))
@@ -117,7 +119,7 @@ class LocalExecutor(Executor):
                     context = Context(node=name, device=device, seed=request.seed, random=spec.random,
                                       output_dir=request.output_dir, emit=emit, cancel=request.cancel,
                                       workflow=request.workflow, inputs=request.inputs, base=request.base,
-                                      overwrite=request.overwrite)
+                                      overwrite=request.overwrite, effect=spec.effect)
                     outputs = _call(spec, context, arguments, name)
                     cache.put(key, outputs)
                     if tell:

@@ -18,7 +18,7 @@
     outputs:
       image: "@save.image"
 
-YAML is parsed with the safe loader only; nothing in a file is ever imported or run.
+YAML is read as plain data only (dgraph.safe_yaml); nothing in a file is ever imported or run.
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..safe_yaml import ParseError, Positions, parse_text  # noqa: F401  (parsing with positions lives there)
 
 FORMAT_VERSION = 1
 NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -165,111 +167,6 @@ class WorkflowFile(BaseModel):
         if self.outputs:
             data["outputs"] = dict(self.outputs)
         return data
-
-
-# ---------------------------------------------------------------------------------------------------
-# Parsing with positions.
-# ---------------------------------------------------------------------------------------------------
-Path_ = tuple  # a path into the document: ("nodes", "tok", "inputs", "text")
-
-
-class Positions:
-    """1-based (line, column) of every value, and of every mapping key, in a parsed document."""
-
-    def __init__(self) -> None:
-        self.values: dict[Path_, tuple[int, int]] = {}
-        self.keys: dict[Path_, tuple[int, int]] = {}
-        self.count = 0
-
-    def of(self, path: Path_, key: bool = False) -> tuple[int, int]:
-        """Where `path` is (its key when `key`), falling back to the nearest enclosing element."""
-        table = self.keys if key else self.values
-        if path in table:
-            return table[path]
-        while path:
-            path = path[:-1]
-            if path in self.keys:
-                return self.keys[path]
-            if path in self.values:
-                return self.values[path]
-        return (1, 1)
-
-
-class ParseError(Exception):
-    def __init__(self, message: str, line: int, column: int):
-        super().__init__(message)
-        self.message, self.line, self.column = message, line, column
-
-
-class _SafeLoader(yaml.SafeLoader):
-    """The safe loader, without YAML 1.1's surprising booleans (`no`, `on`) and with JSON's tabs."""
-
-
-# YAML 1.1 reads "no"/"yes"/"on"/"off" as booleans: keep only true/false, as JSON and YAML 1.2 do.
-_SafeLoader.yaml_implicit_resolvers = {
-    key: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SafeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                  list("tTfF"))
-
-
-# Only plain data: no timestamps, binary, sets, or python/* objects.
-_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "seq", "map")} | {"!"}
-
-
-def parse_text(text: str, filename: str = "<string>") -> tuple[Any, Positions]:
-    """Parse YAML (or JSON) text into plain data and the positions of its parts."""
-    positions = Positions()
-    try:
-        root = yaml.compose(text, Loader=_SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = error.problem or str(error)
-        if error.context:
-            message = f"{error.context}: {message}"
-        raise ParseError(message, line, column) from None
-    except yaml.YAMLError as error:
-        raise ParseError(str(error), 1, 1) from None
-    if root is None:
-        return None, positions
-    loader = _SafeLoader("")
-    return _build(root, (), positions, loader), positions
-
-
-MAX_ELEMENTS = 200_000  # aliases can expand a small file exponentially ("billion laughs")
-
-
-def _build(node: yaml.Node, path: Path_, positions: Positions, loader: yaml.SafeLoader) -> Any:
-    positions.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    positions.count += 1
-    if positions.count > MAX_ELEMENTS:
-        raise ParseError(f"the document expands to more than {MAX_ELEMENTS} elements (aliases?); refusing it",
-                         node.start_mark.line + 1, node.start_mark.column + 1)
-    if node.tag not in _PLAIN_TAGS:
-        raise ParseError(f"YAML tag {node.tag!r} is not allowed in a workflow file (plain data only)",
-                         node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _build(key_node, path + ("<key>",), positions, loader)
-            if isinstance(key, (list, dict)):
-                raise ParseError("a mapping key must be a plain value", key_node.start_mark.line + 1,
-                                 key_node.start_mark.column + 1)
-            if key in result:
-                raise ParseError(f"duplicate key {key!r}", key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            positions.keys[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _build(value_node, path + (key,), positions, loader)
-        positions.values.pop(path + ("<key>",), None)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), positions, loader) for i, item in enumerate(node.value)]
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as error:
-        raise ParseError(str(getattr(error, "problem", error)), node.start_mark.line + 1,
-                         node.start_mark.column + 1) from None
 
 
 class _Dumper(yaml.SafeDumper):

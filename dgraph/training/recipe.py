@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..engine.workflow import ParseError, parse_text
+from ..safe_yaml import ParseError, parse_text
 from ..errors import ConfigError
 
 

@@ -90,7 +90,7 @@ def test_yaml_is_parsed_safely(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_recipe(path)
     assert str(caught.value) == (f"{path}:1:7: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' "
-                                 f"is not allowed in a workflow file (plain data only)")
+                                 f"is not allowed (plain data only: mappings, lists, strings, numbers, true/false, null)")
 
 
 def test_missing_file():
