@@ -43,7 +43,7 @@ CASES: list[Case] = [
          goal=0.5, atol=0.0, rounds=3, warmup=1, repeat=1),
     Case("cli.help", "`dgraph --help` vs `python -c pass`",
          Command([DGRAPH, "--help"], label="dgraph --help"), Command(["{python}", "-c", "pass"], label="python -c pass"),
-         goal=1.5, atol=None, rounds=5, warmup=1, repeat=3),
+         goal=1.5, atol=None, rounds=5, warmup=1, repeat=3, clock="cpu"),
     Case("cli.validate", f"`dgraph validate` over the {len(SHIPPED)} shipped workflows vs `python -c pass`",
          Command([DGRAPH, "validate", *SHIPPED], label="dgraph validate"),
          Command(["{python}", "-c", "pass"], label="python -c pass"),

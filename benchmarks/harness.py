@@ -70,8 +70,8 @@ class Case:
     prepare: Callable[[Path], dict] | None = None  # builds shared files once; returns params for both sides
     unit: str = "s"
     absolute: str = ""  # a goal on A's own figures, printed beside (e.g. "< 0.5 s, < 100 MB")
-    # "wall", or "cpu" (the worker thread's CPU time) for single-threaded pure-Python work, which a
-    # shared machine's other processes would otherwise charge to whichever side they happen to hit.
+    # "wall", or "cpu" (a worker thread's CPU time; a command's user + system time) for single-threaded
+    # work, which a shared machine's other processes would otherwise charge to whichever side they hit.
     clock: str = "wall"
 
 
@@ -94,8 +94,8 @@ def _fill(argv: Sequence[str], out: Path, params: dict) -> list[str]:
     return [a.format(python=PYTHON, root=ROOT, out=out, **params) for a in argv]
 
 
-def run_command(side: Command, out: Path, env: dict, params: dict) -> tuple[float, float, Any]:
-    """Wall seconds, peak RSS (MB) and output of one fresh process."""
+def run_command(side: Command, out: Path, env: dict, params: dict, clock: str = "wall") -> tuple[float, float, Any]:
+    """Seconds (wall, or the process's user + system CPU time), peak RSS (MB) and output of one fresh process."""
     out.mkdir(parents=True, exist_ok=True)
     argv = _fill(side.argv, out, params)
     start = time.perf_counter()
@@ -107,6 +107,8 @@ def run_command(side: Command, out: Path, env: dict, params: dict) -> tuple[floa
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}:\n{text[-3000:]}")
     output = side.output(out) if side.output else None
+    if clock == "cpu":
+        seconds = usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss / 1024, output
 
 
@@ -158,7 +160,7 @@ def run_case(case: Case, scratch: Path, log=print) -> dict:
                 for _ in range(case.warmup):  # the page cache and .pyc files, alike for both
                     run_command(side, out / "warmup", env, params)
                 for i in range(case.repeat):
-                    seconds, rss_i, output = run_command(side, out / str(i), env, params)
+                    seconds, rss_i, output = run_command(side, out / str(i), env, params, case.clock)
                     times.append(seconds)
                     rss = max(rss, rss_i)
             else:
