@@ -264,7 +264,7 @@ def plot(rows: list[dict], path: Path) -> None:
         x = x_of(tick)
         draw.line([(x, top - 10), (x, height - 40)], fill="#000" if tick == 1 else "#ddd", width=1)
         draw.text((x - 8, height - 35), f"{tick:g}", fill="#333")
-    draw.text((left, 10), "dgraph / reference (A/B), median and min–max over rounds; log scale; | = goal",
+    draw.text((left, 10), "dgraph / reference (A/B): median and min-max over rounds, log scale; red mark = goal",
               fill="#000")
     for i, row in enumerate(rows):
         y = top + i * (bar_h + gap)
