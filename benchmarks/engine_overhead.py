@@ -1,19 +1,22 @@
-"""Engine overhead: the executor's cost per node on a 1,000-node chain of trivial nodes, the YAML parse time
-per node (with positions) at 1,000 and 10,000 nodes, and the wall time of `dgraph validate` over the shipped
-workflows (with what costs the time).
+"""Engine overhead: `dgraph validate` over the shipped workflows (wall time and peak RSS) and the engine's
+cost per node at 1,000 and 10,000 nodes, measured by the harness (the cases `cli.validate` and `engine.*`),
+and the YAML parse time per node, positions included.
 
-    python benchmarks/engine_overhead.py
+    python benchmarks/engine_overhead.py        # the same as: python -m benchmarks --only cli.validate engine
 
-Goals: under 50 µs per node; YAML parsing under 100 µs per node; `dgraph validate` under 0.5 s.
+Goals: YAML parsing under 100 µs per node with positions; `dgraph validate` under 0.5 s and 100 MB; every engine stage linear within 1.3x from 1k to 10k
+nodes; a first execute under 50 µs per node at 10k.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.cases import CASES  # noqa: E402
+from benchmarks.harness import markdown, run_cases  # noqa: E402
 
 
 def chain(n: int) -> dict:
@@ -49,51 +52,13 @@ def yaml_parse() -> None:
 
 
 def main() -> None:
-    from dgraph.graph import Graph
-
     yaml_parse()
-
-    n = 1000
-    data = chain(n)
-    graph = Graph.load(data)
-    assert graph.execute().total == float(n)
-
-    def cold():
-        graph.cache.clear()
-        graph.execute()
-
-    def fresh_graph():
-        Graph.load(data).execute()
-
-    cold_s = best_of(cold)
-    warm_s = best_of(graph.execute)
-    whole_s = best_of(fresh_graph, 3)
-    print(f"1,000-node chain of math.add ({n} nodes)")
-    print(f"  execute, every node runs:        {cold_s * 1e6 / n:7.1f} µs per node   (goal < 50)")
-    print(f"  execute, every node cached:      {warm_s * 1e6 / n:7.1f} µs per node")
-    print(f"  load + validate + plan + execute:{whole_s * 1e6 / n:7.1f} µs per node")
-
-    shipped = sorted(str(p) for p in (ROOT / "workflows").glob("*.yaml"))
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dgraph", "validate", *shipped], capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    assert done.returncode == 0, done.stdout + done.stderr
-    imports = subprocess.run([sys.executable, "-c", "import time; s=time.perf_counter(); import torch; "
-                              "t=time.perf_counter(); import nodes; from dgraph.engine.registry import default_registry; "
-                              "default_registry(); print(t-s, time.perf_counter()-t)"], capture_output=True, text=True)
-    torch_s, catalogue_s = map(float, imports.stdout.split())
-    from dgraph.graph import read_workflow_text
-
-    def validate_all():
-        for file in shipped:
-            text, name, base = read_workflow_text(file)
-            assert not Graph.from_text(text, name, base=base).problems
-
-    in_process = best_of(validate_all)
-    print(f"\n`dgraph validate` over {len(shipped)} shipped workflows: {wall:.2f} s wall (goal < 0.5 s)")
-    print(f"  importing torch:                       {torch_s:.2f} s")
-    print(f"  importing the node catalogue (+libs):  {catalogue_s:.2f} s")
-    print(f"  parsing and validating the files:      {in_process * 1e3:.1f} ms")
+    rows = run_cases([c for c in CASES if c.name == "cli.validate" or c.name.startswith("engine.")])
+    print("\n" + markdown(rows, "# engine overhead"))
+    validate = next(r for r in rows if r["case"] == "cli.validate")
+    if "A" in validate:
+        print(f"dgraph validate: {validate['A']['median']:.2f} s wall (min {validate['A']['min']:.2f}), "
+              f"peak RSS {validate['A']['peak_rss_mb']:.0f} MB   (goal < 0.5 s, < 100 MB)")
 
 
 if __name__ == "__main__":

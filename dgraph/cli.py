@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_CANCELLED = 0, 1, 2, 70, 130
 
@@ -131,6 +130,8 @@ def cpu_threads(requested: int | None) -> int | None:
 
 def _scalar(text: str) -> Any:
     """A --set value: YAML scalars and flow collections ([1, 2], true, 3.5), safely parsed; else the text."""
+    import yaml  # here, not at the top: `dgraph --help` should start as fast as the interpreter
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from .configuration import write_text_atomic
 from .engine.cache import ResultCache
+from .engine.collector import collector_paused
 from .engine.events import Event
 from .engine.executor import Executor, LocalExecutor, RunRequest
 from .engine.plan import Plan, make_plan
@@ -158,7 +159,8 @@ class Graph:
         """The canonical plain-data form of the workflow."""
         self.check()
         if self._canonical is None:
-            self._canonical = WorkflowFile.model_validate(self._data).to_dict()
+            with collector_paused():
+                self._canonical = WorkflowFile.model_validate(self._data).to_dict()
         return copy.deepcopy(self._canonical)
 
     def _canonical_workflow(self) -> dict[str, Any]:
@@ -177,7 +179,8 @@ class Graph:
     # ---- validation ---------------------------------------------------------------------------------
     def _analyse(self) -> None:
         if self._problems is None:
-            self._problems, self._resolved = check(self._data, self.positions, self.registry, self.filename)
+            with collector_paused():
+                self._problems, self._resolved = check(self._data, self.positions, self.registry, self.filename)
 
     @property
     def problems(self) -> list[Problem]:
@@ -282,7 +285,9 @@ class Graph:
     def plan(self, outputs: list[str] | None = None) -> Plan:
         key = tuple(outputs) if outputs is not None else None
         if key not in self._plans:
-            self._plans[key] = make_plan(self.resolved, outputs)
+            resolved = self.resolved
+            with collector_paused():
+                self._plans[key] = make_plan(resolved, outputs)
         return self._plans[key]
 
     def bind_inputs(self, values: dict[str, Any]) -> dict[str, Any]:

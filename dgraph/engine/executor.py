@@ -19,6 +19,7 @@ from ..errors import Cancelled, DgraphError
 from ..node import CancelToken, Context
 from ..types import coerce, move_to_device
 from .cache import ResultCache, node_key, static_key, value_digest
+from .collector import collector_as, collector_paused
 from .events import Event
 from .plan import Plan
 from .validate import Resolved
@@ -78,6 +79,14 @@ class LocalExecutor(Executor):
         devices: dict[str | None, torch.device] = {}
         emit(Event("plan", total=len(request.plan.order)))
         cache.begin_run()
+        with collector_paused() as collecting:
+            self._run_nodes(request, cache, values, keys, input_digests, devices, emit, tell, collecting)
+        emit(Event("done"))
+        return {out: values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
+
+    def _run_nodes(self, request: RunRequest, cache: ResultCache, values: dict, keys: dict, input_digests: dict,
+                   devices: dict, emit: Callable[[Event], None], tell: bool, collecting: bool) -> None:
+        """The engine's bookkeeping runs with the collector paused; each node call with it as it was."""
         try:
             for name in request.plan.order:
                 if request.cancel.cancelled:
@@ -120,7 +129,8 @@ class LocalExecutor(Executor):
                                       output_dir=request.output_dir, emit=emit, cancel=request.cancel,
                                       workflow=request.workflow, inputs=request.inputs, base=request.base,
                                       overwrite=request.overwrite, effect=spec.effect)
-                    outputs = _call(spec, context, arguments, name)
+                    with collector_as(collecting):
+                        outputs = _call(spec, context, arguments, name)
                     cache.put(key, outputs)
                     if tell:
                         emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(device)))
@@ -128,8 +138,6 @@ class LocalExecutor(Executor):
                     values[(name, output)] = value
         finally:
             cache.end_run()
-        emit(Event("done"))
-        return {out: values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
 
 
 def _call(spec, context: Context, arguments: dict[str, Any], name: str) -> dict[str, Any]:

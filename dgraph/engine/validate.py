@@ -10,12 +10,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import networkx as nx
 import torch
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ..node import NodeSpec
 from ..types import TYPE_NAMES, TypeRef, coerce, fits, mismatch_reason
+from .dag import find_cycle, strongly_connected
 from .problems import Problem
 from .registry import Registry
 from .workflow import (FORMAT_VERSION, IMPLICIT_INPUTS, INPUT_NAME, NODE_NAME, Binding, BindingError, GraphRef,
@@ -302,18 +302,17 @@ class _Checker:
         return types[link.output]
 
     def check_cycles(self) -> None:
-        graph = nx.DiGraph()
+        successors: dict[str, list[str]] = {name: [] for name in self.resolved.nodes}
         for name, node in self.resolved.nodes.items():
-            graph.add_node(name)
             for binding in node.bindings.values():
-                if isinstance(binding, Link) and binding.node in self.resolved.nodes:
-                    graph.add_edge(binding.node, name)
-        for component in nx.strongly_connected_components(graph):
+                if isinstance(binding, Link) and binding.node in successors:
+                    successors[binding.node].append(name)
+        for component in strongly_connected(successors):
             members = sorted(component)
-            if len(members) == 1 and not graph.has_edge(members[0], members[0]):
+            if len(members) == 1 and members[0] not in successors[members[0]]:
                 continue
-            cycle = nx.find_cycle(graph.subgraph(members))
-            loop = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+            cycle = find_cycle(successors, members)
+            loop = " -> ".join(cycle + [cycle[0]])
             first = min(members, key=lambda n: self.positions.of(("nodes", n), key=True))
             self.add("cycle", ("nodes", first), f"nodes depend on each other in a cycle: {loop}",
                      "a workflow is a DAG: break the loop (iterations belong inside a node, like the sampling loop)",

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from html import escape
 
-import networkx as nx
 
+from .dag import topological_order
 from .validate import Resolved
 from .workflow import GraphRef, Link
 
@@ -41,16 +41,25 @@ def mermaid(resolved: Resolved) -> str:
 
 def svg(resolved: Resolved, title: str = "") -> str:
     """An SVG drawing: graph inputs on the left, then nodes by depth, outputs on the right."""
-    graph = nx.DiGraph()
+    labels: dict[tuple[str, str], str] = {}  # one arrow per pair of boxes; the last label wins
     for source, target, label in _edges(resolved):
-        graph.add_edge(source, target, label=label)
-    graph.add_nodes_from(resolved.nodes)
+        labels[source, target] = label
     for out, link in resolved.outputs.items():
-        graph.add_edge(link.node, "=>" + out, label=link.output)
+        labels[link.node, "=>" + out] = link.output
+    successors: dict[str, list[str]] = {}
+    predecessors: dict[str, list[str]] = {}
+    for source, target in labels:
+        for name in (source, target):
+            successors.setdefault(name, [])
+            predecessors.setdefault(name, [])
+        successors[source].append(target)
+        predecessors[target].append(source)
+    for name in resolved.nodes:
+        successors.setdefault(name, [])
+        predecessors.setdefault(name, [])
     layer = {}
-    for name in nx.topological_sort(graph):
-        preds = list(graph.predecessors(name))
-        layer[name] = 1 + max((layer[p] for p in preds), default=-1)
+    for name in topological_order(successors):
+        layer[name] = 1 + max((layer[p] for p in predecessors[name]), default=-1)
     columns: dict[int, list[str]] = {}
     for name, depth in layer.items():
         columns.setdefault(depth, []).append(name)
@@ -67,9 +76,9 @@ def svg(resolved: Resolved, title: str = "") -> str:
              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
              f'<text x="{pad}" y="{pad + 4}" font-weight="bold">{escape(title)}</text>']
     placed: list[tuple[float, float, float]] = []  # labels drawn so far: centre x, baseline y, half width
-    for source, target in graph.edges:
+    for source, target in ((s, t) for s in successors for t in successors[s]):
         (x1, y1), (x2, y2) = pos[source], pos[target]
-        label = graph.edges[source, target].get("label", "")
+        label = labels[source, target]
         sx, sy, tx, ty = x1 + box_w, y1 + box_h / 2, x2, y2 + box_h / 2
         mid = (sx + tx) / 2
         parts.append(f'<path d="M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}" fill="none" stroke="#555" '

@@ -8,6 +8,7 @@ from .unet_3d_condition import UNet3DConditionModel
 from .autoencoder_kl import AutoencoderKL
 from .vq_model import VQModel
 from .ldm_bert import LDMBertModel
+from .bert import BertModel
 
-__all__ = ["ModelMixin", "ModelOutput", "model_output", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL", "VQModel",
-           "LDMBertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator"]
+__all__ = ["ModelMixin", "ModelOutput", "model_output", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel",
+           "AutoencoderKL", "VQModel", "LDMBertModel", "BertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator"]

@@ -9,25 +9,17 @@ positions, 77 tokens. Its folder is in transformers' layout (`config.json` with 
 """
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..configuration import register_to_config, write_text_atomic
+from ..configuration import register_to_config
 from ..errors import ConfigError
 from .modeling import ModelMixin
 from .outputs import ModelOutput, model_output
-
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu,
-                "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
-# Keys transformers writes into every config.json; they say nothing about the module.
-_TRANSFORMERS_KEYS = {"architectures", "model_type", "transformers_version", "torch_dtype", "dtype",
-                      "keys_to_ignore_at_inference", "attribute_map"}
+from .transformers_layout import ACTIVATIONS, TransformersLayout
 
 
 class LDMBertAttention(nn.Module):
@@ -65,7 +57,7 @@ class LDMBertEncoderLayer(nn.Module):
         self.fc1 = nn.Linear(d_model, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, d_model)
         self.final_layer_norm = nn.LayerNorm(d_model)
-        self.activation = _ACTIVATIONS[activation]
+        self.activation = ACTIVATIONS[activation]
         self.dropout = nn.Dropout(dropout)
         self.activation_dropout = nn.Dropout(activation_dropout)
 
@@ -93,7 +85,7 @@ class LDMBertEncoder(nn.Module):
         return self.layer_norm(hidden)
 
 
-class LDMBertModel(ModelMixin):
+class LDMBertModel(TransformersLayout, ModelMixin):
     """LDM-BERT with the config keys of its transformers config (`d_model`, `encoder_layers`, ...).
 
     `forward(input_ids)` returns the last hidden state (B, L, d_model). LDM text2img feeds it prompts
@@ -102,8 +94,7 @@ class LDMBertModel(ModelMixin):
     """
 
     model_type: ClassVar[str] = "ldmbert"  # its name in transformers' configs
-    weights_name = "model.safetensors"
-    pickle_weights_name = "pytorch_model.bin"
+    architecture: ClassVar[str] = "LDMBertModel"
 
     @register_to_config
     def __init__(self, vocab_size: int = 30522, max_position_embeddings: int = 77, encoder_layers: int = 32,
@@ -113,9 +104,9 @@ class LDMBertModel(ModelMixin):
                  init_std: float = 0.02, classifier_dropout: float = 0.0, scale_embedding: bool = False,
                  use_cache: bool = True, pad_token_id: int = 0):
         super().__init__()
-        if activation_function not in _ACTIVATIONS:
+        if activation_function not in ACTIVATIONS:
             raise ConfigError(f"LDMBertModel: activation_function {activation_function!r} is not one of "
-                              f"{', '.join(_ACTIVATIONS)}")
+                              f"{', '.join(ACTIVATIONS)}")
         layers = [LDMBertEncoderLayer(d_model, encoder_attention_heads, head_dim, encoder_ffn_dim, activation_function,
                                       dropout, attention_dropout, activation_dropout) for _ in range(encoder_layers)]
         self.model = LDMBertEncoder(vocab_size, max_position_embeddings, d_model, layers, dropout)
@@ -129,21 +120,3 @@ class LDMBertModel(ModelMixin):
                               f"{self.config.max_position_embeddings} positions; tokenize with "
                               f"max_length={self.config.max_position_embeddings}")
         return model_output(return_dict, last_hidden_state=self.model(input_ids, attention_mask))
-
-    # ---- transformers' config layout --------------------------------------------------------------
-    @classmethod
-    def split_config(cls, config: Mapping[str, Any], warn_unknown: bool = True, source: str = "config") -> dict:
-        # A transformers config.json also carries the generic PretrainedConfig fields (bos_token_id,
-        # output_hidden_states, ...); they do not describe this module, so they are dropped quietly.
-        accepted = cls.init_parameters()
-        known = {key: value for key, value in config.items() if key not in _TRANSFORMERS_KEYS}
-        return super().split_config({k: v for k, v in known.items() if k in accepted}, warn_unknown, source)
-
-    def save_config(self, save_directory: str | os.PathLike) -> Path:
-        """Write config.json as transformers does, so diffusers' LDMBertModel reads it back."""
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        data = {"architectures": ["LDMBertModel"], "model_type": self.model_type, **self.config}
-        path = folder / self.config_name
-        write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-        return path

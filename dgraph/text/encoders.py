@@ -1,4 +1,7 @@
-"""Text encoders from transformers (CLIP text, T5 encoder, BERT family) and LDM-BERT, behind one `encode`.
+"""Text encoders (CLIP text, T5 encoder, BERT family, LDM-BERT) behind one `encode`.
+
+BERT and LDM-BERT are dgraph's own modules (no transformers import); CLIP, T5 and the rest of the BERT
+family (RoBERTa, ...) come from transformers.
 
 Every family gives the same thing: the last hidden state, (batch, length, width), and the attention
 mask of the tokens. For CLIP that is the output of the final layer norm, as Stable Diffusion uses it.
@@ -28,6 +31,8 @@ _ENCODER_CLASSES = {
 # Families trained without an attention mask: their padding positions carry meaning (SD uses all 77
 # CLIP states, LDM text2img all 77 LDM-BERT states), so the mask is returned but not applied.
 _UNMASKED_FAMILIES = ("clip", "clip_text_model", "ldmbert")
+# `architectures` of a BERT checkpoint whose encoder dgraph's BertModel reads (heads are dropped).
+_NATIVE_BERT = {"BertModel", "BertForMaskedLM", "BertForPreTraining"}
 
 
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -46,7 +51,8 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     """Load a text encoder from a folder, Hub repo or package folder (any dgraph source string).
 
     The class follows `model_type` in config.json: CLIP -> CLIPTextModel, T5 -> T5EncoderModel,
-    ldmbert -> dgraph's LDMBertModel, anything else (BERT, RoBERTa, MiniLM...) -> AutoModel.
+    ldmbert -> dgraph's LDMBertModel, bert (BERT, MiniLM) -> dgraph's BertModel, anything else
+    (RoBERTa, ...) -> AutoModel.
     Weights come from safetensors; pickled `pytorch_model.bin` loads only with `allow_pickle=True`,
     and then with `weights_only=True`. The model is returned in eval mode.
     """
@@ -54,11 +60,10 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     source = resolve_source(pretrained, subfolder, revision)
     config = read_json(fetch_file(source, "config.json"))
     model_type = config.get("model_type")
-    if model_type == "ldmbert":
-        from ..models.ldm_bert import LDMBertModel
-
-        model = LDMBertModel.from_pretrained(source, variant=variant, torch_dtype=dtype, device=device,
-                                             allow_pickle=allow_pickle)
+    native = _native_class(config)
+    if native is not None:
+        model = native.from_pretrained(source, variant=variant, torch_dtype=dtype, device=device,
+                                       allow_pickle=allow_pickle)
         return model.eval()
     weights = weight_files(source, variant, allow_pickle)
     if not weights:
@@ -83,6 +88,20 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     if device is not None:
         model = model.to(device)
     return model.eval()
+
+
+def _native_class(config: dict):
+    """dgraph's own module for this config, or None when transformers must load it."""
+    model_type = config.get("model_type")
+    if model_type == "ldmbert":
+        from ..models.ldm_bert import LDMBertModel
+
+        return LDMBertModel
+    if model_type == "bert" and set(config.get("architectures") or ["BertModel"]) <= _NATIVE_BERT:
+        from ..models.bert import BertModel
+
+        return BertModel
+    return None
 
 
 @contextlib.contextmanager

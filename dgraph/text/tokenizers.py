@@ -1,4 +1,8 @@
-"""Tokenizers from transformers, loaded from any dgraph source, and one `tokenize` for every family."""
+"""Tokenizers loaded from any dgraph source, and one `tokenize` for every family.
+
+BERT-family tokenizers are read from their tokenizer.json by dgraph (tokenizer_file.py); the others
+through transformers.
+"""
 from __future__ import annotations
 
 import os
@@ -6,9 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..configuration import read_json
 from ..errors import ConfigError, SourceError
 from ..hub import Source
 from .files import TOKENIZER_FILES, local_folder, resolve_source
+from .tokenizer_file import NATIVE_CLASSES, FileTokenizer
 
 # transformers' stand-in for "no limit" (int(1e30)); anything this large means the tokenizer has no max length.
 _UNBOUNDED = 10**9
@@ -28,15 +34,26 @@ class TokenBatch:
 
 def load_tokenizer(pretrained: str | os.PathLike | Source, subfolder: str | None = None,
                    revision: str | None = None):
-    """Load a transformers tokenizer (CLIP, T5, BERT family, ...) from a folder, Hub repo or package folder.
+    """Load a tokenizer (CLIP, T5, BERT family, ...) from a folder, Hub repo or package folder.
 
     `pretrained` is a dgraph source string (`./folder`, `hf://owner/repo/sub@rev`, `owner/repo`,
-    `pkg://package/sub`). Only tokenizer files are read; no code from the folder is run.
+    `pkg://package/sub`). Only tokenizer files are read; no code from the folder is run. A BERT-family
+    folder with a tokenizer.json gives dgraph's FileTokenizer; any other a transformers tokenizer.
     """
-    from transformers import AutoTokenizer
-
     source = resolve_source(pretrained, subfolder, revision)
     folder = local_folder(source, required=("tokenizer_config.json",), optional=TOKENIZER_FILES)
+    config = read_json(folder / "tokenizer_config.json")
+    if config.get("tokenizer_class") in NATIVE_CLASSES and (folder / "tokenizer.json").is_file():
+        special = folder / "special_tokens_map.json"
+        if special.is_file():
+            config = {**read_json(special), **config}
+        try:
+            return FileTokenizer.from_folder(folder, config)
+        except Exception as error:  # the Rust parser's own error says what is wrong with the file
+            raise SourceError(f"{source}: cannot load a tokenizer from {folder}: {error}") from None
+
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as error:

