@@ -199,6 +199,8 @@ class Context:
     inputs: dict[str, Any] = field(default_factory=dict)
     base: Any = None  # where relative sources resolve: the workflow file's folder, or its hub Source
     overwrite: bool = False  # written files replace earlier ones instead of taking the next free number
+    # The driver's file writer (engine.paths.write_new_files's signature); None: write from here.
+    writer: Callable[..., list[Path]] | None = None
 
     def resolve_source(self, text: str):
         """A weights source written in the workflow, resolved against the workflow's own location."""
@@ -263,7 +265,7 @@ class Context:
 
         if self.output_dir is None:
             raise DgraphError(f"node {self.node!r} writes files but no output folder was given")
-        return write_new_files(self.output_dir, stem, suffix, payloads, overwrite=self.overwrite,
+        return (self.writer or write_new_files)(self.output_dir, stem, suffix, payloads, overwrite=self.overwrite,
                                plain_single=plain_single)
 
 
