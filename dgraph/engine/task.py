@@ -76,10 +76,14 @@ class RunState:
     keys: dict[str, str] = field(default_factory=dict)
 
 
+def _move(value: Any, device: torch.device, producer: str) -> Any:
+    return move_to_device(value, device)
+
+
 def prepare(node: ResolvedNode, device: torch.device, state: RunState, request: Any,
-            move: Callable[[Any, torch.device], Any] = move_to_device) -> NodeTask:
-    """The task for `node` on `device`, its arguments taken from the run so far (`move` carries each
-    linked value to the device)."""
+            move: Callable[[Any, torch.device, str], Any] = _move) -> NodeTask:
+    """The task for `node` on `device`, its arguments taken from the run so far (`move(value, device,
+    producing node)` carries each linked value to the device)."""
     spec = node.spec
     arguments: dict[str, Any] = {}
     parts: list[str] = []
@@ -93,11 +97,13 @@ def prepare(node: ResolvedNode, device: torch.device, state: RunState, request: 
             parts.append(f"{key}=in:{state.input_digests[binding.name]}")
         else:
             value = coerce(state.values[(binding.node, binding.output)], spec.inputs[key].type)
-            arguments[key] = move(value, device)
+            arguments[key] = move(value, device, binding.node)
             parts.append(f"{key}=link:{state.keys[binding.node]}.{binding.output}")
     if node.static_key is None:
         node.static_key = static_key(spec.type_name, spec.version, [
             (k, value_digest(b.value)) for k, b in node.bindings.items() if isinstance(b, Literal)])
+    if spec.random:  # its numbers come from the seed and its own name: two such nodes never share a result
+        parts.append(f"name:{node.name}")
     key = node_key(node.static_key, str(device), parts, request.seed if spec.random else None)
     output_dir = str(request.output_dir) if request.output_dir is not None else None
     context = TaskContext(node=node.name, device=str(device), seed=request.seed, random=spec.random,
