@@ -35,6 +35,7 @@ from .cache import value_digest
 from .events import Event
 from .executor import Executor, RunRequest, placement
 from .lanes import Lane, carry, use_cpu_threads
+from .offload import offload
 from .task import RunState, Services, prepare, run_task
 
 Job = tuple[int, str]  # (item, node name)
@@ -81,20 +82,23 @@ class ParallelExecutor(Executor):
         """Run several requests (the items of one graph) through one schedule; outputs in their order."""
         return _Schedule(self, list(requests), item_events).run()
 
-    def devices_for(self, request: RunRequest) -> dict[str, torch.device]:
-        """Each planned node's device."""
+    def devices_for(self, request: RunRequest) -> tuple[dict[str, torch.device], dict[str, torch.device]]:
+        """Each planned node's device, and the device each offloaded model node's model computes on (its
+        loader itself runs on the CPU)."""
         if self.devices:
             from .placement import place
 
-            chosen = place(request.resolved, request.plan, self.devices, base=request.base,
-                           offload=self.offload).devices
-            return {name: placement(chosen[name], None, False) for name in request.plan.order}
+            chosen = place(request.resolved, request.plan, self.devices, base=request.base, offload=self.offload)
+            devices = {name: placement(chosen.devices[name], None, False) for name in request.plan.order}
+            offloaded = {name: devices[name] for name in chosen.offloaded}
+            devices.update({name: torch.device("cpu") for name in offloaded})
+            return devices, offloaded
         cached: dict[str | None, torch.device] = {}
         for name in request.plan.order:
             wanted = request.resolved.nodes[name].device
             if wanted not in cached:
                 cached[wanted] = placement(wanted, request.device, request.force_device)
-        return {name: cached[request.resolved.nodes[name].device] for name in request.plan.order}
+        return {name: cached[request.resolved.nodes[name].device] for name in request.plan.order}, {}
 
 
 class _Schedule:
@@ -111,7 +115,7 @@ class _Schedule:
         self.item_events = item_events
         self.states = [RunState({n: value_digest(v) for n, v in r.inputs.items()}) for r in requests]
         self.tokens = [r.cache.begin_run() for r in requests]
-        self.placed = [executor.devices_for(r) for r in requests]
+        self.placed, self.offloaded = zip(*(executor.devices_for(r) for r in requests)) if requests else ((), ())
         self.lanes: dict[torch.device, Lane] = {}
         for devices in self.placed:
             for device in devices.values():
@@ -285,6 +289,9 @@ class _Schedule:
                 except BaseException:
                     request.cache.release(task.key)
                     raise
+                if name in self.offloaded[item]:
+                    outputs = {k: offload(v, self.offloaded[item][name]) if isinstance(v, torch.nn.Module) else v
+                               for k, v in outputs.items()}
                 request.cache.put(task.key, outputs, token)
                 if emit:
                     emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(lane.device)))

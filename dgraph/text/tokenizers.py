@@ -9,6 +9,7 @@ import torch
 from ..errors import ConfigError, SourceError
 from ..hub import Source
 from .files import TOKENIZER_FILES, local_folder, resolve_source
+from .imports import TRANSFORMERS_LOCK
 
 # transformers' stand-in for "no limit" (int(1e30)); anything this large means the tokenizer has no max length.
 _UNBOUNDED = 10**9
@@ -33,12 +34,13 @@ def load_tokenizer(pretrained: str | os.PathLike | Source, subfolder: str | None
     `pretrained` is a dgraph source string (`./folder`, `hf://owner/repo/sub@rev`, `owner/repo`,
     `pkg://package/sub`). Only tokenizer files are read; no code from the folder is run.
     """
-    from transformers import AutoTokenizer
-
     source = resolve_source(pretrained, subfolder, revision)
     folder = local_folder(source, required=("tokenizer_config.json",), optional=TOKENIZER_FILES)
     try:
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        with TRANSFORMERS_LOCK:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as error:
         raise SourceError(f"{source}: cannot load a tokenizer from {folder}: {error}") from None
 
