@@ -228,3 +228,45 @@ def test_executor_names(registry):
         make_executor("ray")
     with pytest.raises(DgraphError, match="devices need the parallel executor: add --executor parallel"):
         make_executor("local", devices=["cpu"])
+
+
+NOISE = """\
+dgraph: 1
+inputs:
+  prompt: {type: Text, default: "x"}
+nodes:
+  noise: {type: tensor.noise, inputs: {shape: [1, 3, 8, 8]}}
+  other: {type: tensor.noise, inputs: {shape: [1, 3, 8, 8]}}
+  image: {type: image.from_tensor, inputs: {tensor: "@noise.tensor", low: -2.0, high: 2.0}}
+  save: {type: image.save, inputs: {image: "@image.image", prefix: noise}}
+outputs:
+  files: "@save.paths"
+  other: "@other.tensor"
+"""
+
+
+def test_run_command_flags(tmp_path, capsys):
+    from dgraph.cli import main
+
+    workflow = tmp_path / "noise.yaml"
+    workflow.write_text(NOISE)
+    out = tmp_path / "out"
+    assert main(["run", str(workflow), "--executor", "parallel", "--seed", "3", "-q", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"files: {out / 'noise_000.png'}" in printed
+    local = tmp_path / "local"
+    assert main(["run", str(workflow), "--seed", "3", "-q", "-o", str(local)]) == 0
+    assert (out / "noise_000.png").read_bytes() == (local / "noise_000.png").read_bytes()
+    capsys.readouterr()
+    assert main(["run", str(workflow), "--executor", "local", "--devices", "cpu", "-q"]) == 2
+    assert capsys.readouterr().err == "dgraph run: --devices need --executor parallel\n"
+    assert main(["run", str(workflow), "--pipeline", "-q"]) == 2
+    assert capsys.readouterr().err == ("dgraph run: --pipeline runs a list of items: give several prompts with "
+                                       "--prompt-file\n")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a\nb\n")
+    assert main(["run", str(workflow), "--pipeline", "--prompt-file", str(prompts), "--seed", "3", "-q",
+                 "-o", str(tmp_path / "items")]) == 0
+    printed = capsys.readouterr().out
+    assert f"item 0 files: {tmp_path / 'items' / 'noise_000.png'}" in printed
+    assert "item 1 other: tensor (1, 3, 8, 8) float32" in printed
