@@ -59,6 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="CPU threads for torch (default: half the usable cores, at least 1; OMP_NUM_THREADS "
                         "if it is set)")
+    _executor_flags(p)
+    p.add_argument("--executor", choices=["local", "parallel"],
+                   help="local: one node at a time (the default); parallel: ready nodes at once "
+                        "(implied by --devices, --pipeline and --offload)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="run each prompt of --prompt-file as its own item, item k+1's first stages beside item "
+                        "k's later ones (default: all prompts as one batch)")
+
+    p = sub.add_parser("plan", help="print where each node would run, memory per device and the critical path",
+                       description="Place a workflow's nodes over --devices by the size of their weights, read "
+                                   "from safetensors headers (no weight is loaded). Capacities can be given by hand "
+                                   "(cuda:0:24GiB), so a machine you do not have can be planned for.")
+    p.add_argument("workflow", help="workflow file, hf://owner/repo/path.yaml@revision")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                   help="override a node input first (unet.dtype=float16); repeatable")
+    p.add_argument("--output", action="append", dest="outputs", metavar="NAME",
+                   help="plan only for this graph output (repeatable); default: all")
+    _executor_flags(p, required=True)
 
     p = sub.add_parser("export", help="write the workflow of a diffusers pipeline folder or repo",
                        description="Read model_index.json of a diffusers pipeline (folder, repo id or hf://repo@rev) "
@@ -98,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("workflow")
     p.add_argument("--output", "-o", help="file to write: .svg for a picture, .mmd/.md for Mermaid; default: Mermaid to stdout")
     return parser
+
+
+def _executor_flags(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--devices", required=required, metavar="LIST",
+                   help="devices to place nodes without `device:` over, by memory: cuda:0,cuda:1 "
+                        "or with capacities cuda:0:24GiB,cuda:1:24GiB")
+    p.add_argument("--offload", action="store_true",
+                   help="a model that fits no device keeps its weights on the CPU and moves them to the device "
+                        "for each use (slower, smaller)")
 
 
 def _positive_int(text: str) -> int:
@@ -202,20 +229,62 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         cancel.cancel()
         print("\ncancelling at the next step (Ctrl-C again to abort now)", file=sys.stderr)
 
+    executor = _executor(args)
+    if args.pipeline and not (isinstance(bound.get("prompt"), list) and len(bound["prompt"]) > 1):
+        raise UsageError("--pipeline runs a list of items: give several prompts with --prompt-file")
     previous = signal.signal(signal.SIGINT, on_sigint)
     started = time.perf_counter()
+    options = dict(device=args.device, force_device=args.force_device, cancel=cancel, output_dir=args.output_dir,
+                   overwrite=args.overwrite)
     try:
         with ProgressPrinter(enabled=not args.quiet) as progress:
-            result = graph.execute(args.outputs, device=args.device, force_device=args.force_device,
-                                   on_event=progress, cancel=cancel, output_dir=args.output_dir,
-                                   overwrite=args.overwrite, **bound)
+            if args.pipeline:
+                items = [{"prompt": prompt} for prompt in bound.pop("prompt")]
+                results = graph.execute_items(items, args.outputs, executor=executor, on_event=progress,
+                                              **options, **bound)
+            else:
+                results = [graph.execute(args.outputs, executor=executor, on_event=progress, **options, **bound)]
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(f"seed: {result.seed}")
-    for name, value in result.items():
-        print(f"{name}: {_describe(value)}")
+    print(f"seed: {results[0].seed}")
+    for index, result in enumerate(results):
+        where = f"item {index} " if args.pipeline else ""
+        for name, value in result.items():
+            print(f"{where}{name}: {_describe(value)}")
     if not args.quiet:
         print(f"done in {time.perf_counter() - started:.2f}s", file=sys.stderr)
+    return EXIT_OK
+
+
+def _executor(args: argparse.Namespace):
+    """The executor `run`'s flags ask for (None: the graph's default, local)."""
+    from .engine.parallel import make_executor
+
+    name = args.executor or ("parallel" if args.devices or args.pipeline or args.offload else None)
+    if name is None:
+        return None
+    if name == "local" and (args.devices or args.pipeline or args.offload):
+        used = [flag for flag, on in (("--devices", args.devices), ("--pipeline", args.pipeline),
+                                      ("--offload", args.offload)) if on]
+        raise UsageError(f"{', '.join(used)} need --executor parallel")
+    if name == "local":
+        return make_executor("local")
+    devices = args.devices.split(",") if args.devices else None
+    return make_executor("parallel", devices=devices, offload=args.offload)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .engine.placement import describe, place
+
+    graph = _load_graph(args.workflow)
+    for item in args.sets:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key:
+            raise UsageError(f"--set {item!r}: write NODE.INPUT=VALUE")
+        graph.set(key, _scalar(value))
+    plan = graph.plan(args.outputs)
+    placement = place(graph.resolved, plan, args.devices, base=graph.base, offload=args.offload)
+    print(describe(graph.resolved, plan, placement))
     return EXIT_OK
 
 
@@ -472,7 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             raise UsageError(_unrecognized(extra, parser._subparsers._group_actions[0].choices[args.command]))
         return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
-                "export": cmd_export, "convert": cmd_convert, "train": cmd_train}[args.command](args)
+                "export": cmd_export, "convert": cmd_convert, "train": cmd_train,
+                "plan": cmd_plan}[args.command](args)
     except UsageError as error:
         print(f"dgraph {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE

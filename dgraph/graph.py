@@ -17,7 +17,7 @@ import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -327,7 +327,9 @@ class Graph:
 
     def execute(self, outputs: list[str] | None = None, *, device: str | None = None, force_device: bool = False,
                 on_event: Callable[[Event], None] | None = None, cancel: CancelToken | None = None,
-                output_dir: str | os.PathLike | None = None, overwrite: bool = False, **inputs: Any) -> Result:
+                output_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                executor: str | Executor | None = None, devices: Sequence[str] | None = None,
+                **inputs: Any) -> Result:
         """Run the graph and return its outputs by name. Keyword arguments are graph inputs (`seed=3`).
 
         Without a `seed` (and no default for it in the file) a fresh one is drawn; `Result.seed` says which,
@@ -337,19 +339,63 @@ class Graph:
         in the current folder), numbering each new file after the ones already there — an earlier run's
         files are never replaced, not even by a run going on at the same time — unless `overwrite` is set,
         when names start again at 000 and replace what is there.
+
+        `executor`: "local" (one node at a time), "parallel" (ready nodes at once, engine/parallel.py) or an
+        `Executor`; default: the graph's own (local). `devices` places nodes without `device:` over these
+        devices by memory (it implies the parallel executor).
         """
+        request = self._request(outputs, inputs, device, force_device, on_event, cancel, output_dir, overwrite)
+        result = Result(self._executor(executor, devices).run(request))
+        result.seed = request.seed
+        return result
+
+    def execute_items(self, items: Sequence[dict[str, Any]], outputs: list[str] | None = None, *,
+                      executor: str | Executor | None = "parallel", devices: Sequence[str] | None = None,
+                      pipeline: bool = True, device: str | None = None, force_device: bool = False,
+                      on_event: Callable[[Event], None] | None = None, cancel: CancelToken | None = None,
+                      output_dir: str | os.PathLike | None = None, overwrite: bool = False,
+                      **inputs: Any) -> list[Result]:
+        """Run the graph once per item (a dict of graph inputs, over `inputs` shared by all); results in item
+        order, each bitwise what `execute(**inputs, **item)` gives. With `pipeline` (and the parallel
+        executor) the items go through one schedule: item k+1's first stages run while item k's later
+        ones do, on their own devices. Every item runs with the same seed unless an item gives its own."""
+        if not items:
+            raise InputError("execute_items needs at least one item")
+        shared = dict(inputs)
+        cancel = cancel or CancelToken()  # one token stops every item
+        if shared.get("seed") is None and all("seed" not in item for item in items):
+            shared["seed"] = fresh_seed()  # one seed for all, as running them one by one with it
+        requests = [self._request(outputs, {**shared, **item}, device, force_device, on_event, cancel, output_dir,
+                                  overwrite) for item in items]
+        runner = self._executor(executor, devices)
+        if pipeline and hasattr(runner, "run_items"):
+            raw = runner.run_items(requests)
+        else:
+            raw = [runner.run(request) for request in requests]
+        results = []
+        for request, values in zip(requests, raw):
+            result = Result(values)
+            result.seed = request.seed
+            results.append(result)
+        return results
+
+    def _executor(self, executor: str | Executor | None, devices: Sequence[str] | None) -> Executor:
+        if executor is None and not devices:
+            return self.executor
+        from .engine.parallel import make_executor
+
+        return make_executor(executor or "parallel", devices=devices)
+
+    def _request(self, outputs, inputs, device, force_device, on_event, cancel, output_dir, overwrite) -> RunRequest:
         bound = self.bind_inputs(inputs)
         missing = self.source_problems(outputs)
         if missing:
             raise WorkflowError(missing)
-        request = RunRequest(
+        return RunRequest(
             resolved=self.resolved, plan=self.plan(outputs), inputs=bound, seed=int(bound["seed"]),
             device=device, force_device=force_device, cache=self.cache, on_event=on_event,
             cancel=cancel or CancelToken(), output_dir=Path(output_dir) if output_dir is not None else Path("outputs"),
             workflow=self._canonical_workflow(), base=self.base, overwrite=overwrite)
-        result = Result(self.executor.run(request))
-        result.seed = request.seed
-        return result
 
 
 def _from_here(value: Any) -> Any:

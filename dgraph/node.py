@@ -208,6 +208,8 @@ class Context:
     base: Any = None  # where relative sources resolve: the workflow file's folder, or its hub Source
     overwrite: bool = False  # written files replace earlier ones instead of taking the next free number
     effect: bool = False
+    # The driver's file writer (engine.paths.write_new_files's signature); None: write from here.
+    writer: Callable[..., list[Path]] | None = None
 
     def resolve_source(self, text: str):
         """A weights source written in the workflow, resolved against the workflow's own location."""
@@ -270,7 +272,7 @@ class Context:
         from .engine.paths import write_new_files
 
         self._check_writes()
-        return write_new_files(self.output_dir, stem, suffix, payloads, overwrite=self.overwrite,
+        return (self.writer or write_new_files)(self.output_dir, stem, suffix, payloads, overwrite=self.overwrite,
                                plain_single=plain_single)
 
 

@@ -194,18 +194,18 @@ def type_of(annotation: Any) -> tuple[TypeRef, bool]:
 # ---------------------------------------------------------------------------------------------------
 # Values: what flows along the edges.
 # ---------------------------------------------------------------------------------------------------
-def _move(value: Any, device: torch.device) -> Any:
+def _move(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        return value.to(device, non_blocking=non_blocking)
     return value
 
 
 class _Value:
     """Shared behaviour of value dataclasses: moving every tensor field to a device."""
 
-    def to_device(self, device: torch.device | str):
+    def to_device(self, device: torch.device | str, non_blocking: bool = False):
         device = torch.device(device)
-        changes = {f.name: _move(getattr(self, f.name), device) for f in dataclasses.fields(self)}
+        changes = {f.name: _move(getattr(self, f.name), device, non_blocking) for f in dataclasses.fields(self)}
         return dataclasses.replace(self, **changes)
 
 
@@ -330,14 +330,17 @@ def coerce(value: Any, target: TypeRef) -> Any:
     return value
 
 
-def move_to_device(value: Any, device: torch.device) -> Any:
-    """Move a value crossing an edge to the consuming node's device (models stay where they were loaded)."""
+def move_to_device(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Move a value crossing an edge to the consuming node's device (models stay where they were loaded).
+
+    `non_blocking` lets a copy between CUDA devices (or from pinned memory) overlap the host; the caller
+    then orders it with stream events."""
     if isinstance(value, torch.Tensor):
-        return value if value.device == device else value.to(device)
+        return value if value.device == device else value.to(device, non_blocking=non_blocking)
     if isinstance(value, _Value):
-        return value.to_device(device)
+        return value.to_device(device, non_blocking)
     if isinstance(value, (list, tuple)):
-        return type(value)(move_to_device(v, device) for v in value)
+        return type(value)(move_to_device(v, device, non_blocking) for v in value)
     return value
 
 

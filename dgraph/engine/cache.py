@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import threading
+from typing import Any, Callable
 
 import torch
 
@@ -49,38 +50,100 @@ def static_key(type_name: str, version: int, literals: list[tuple[str, str]]) ->
 
 class ResultCache:
     """Node outputs by key. After each run, entries that run did not use are dropped, so memory stays
-    bounded by one run's results while a re-run with a new seed reuses everything upstream of the noise."""
+    bounded by one run's results while a re-run with a new seed reuses everything upstream of the noise.
+
+    Safe under concurrent use: runs going on at the same time each record what they use (`begin_run`
+    gives a run its token), an entry is dropped only when no run still going uses it, and `claim` lets one
+    caller compute a key while others asking for the same key wait for its result instead of computing it
+    again.
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
-        self._used: set[str] = set()
+        self._runs: dict[int, set[str]] = {}  # run token -> keys that run used
+        self._pending: dict[str, threading.Event] = {}  # key -> set when its computation ends
+        self._next_run = 0
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._used.add(key)
-            self.hits += 1
-        else:
-            self.misses += 1
-        return entry
+    def _use(self, key: str, run: int | None) -> None:
+        if run is None:  # a caller without a token: every run going on uses it
+            for used in self._runs.values():
+                used.add(key)
+        elif run in self._runs:
+            self._runs[run].add(key)
 
-    def put(self, key: str, outputs: dict[str, Any]) -> None:
-        self._entries[key] = outputs
-        self._used.add(key)
+    def get(self, key: str, run: int | None = None) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._use(key, run)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return entry
 
-    def begin_run(self) -> None:
-        self._used = set()
-        self.hits = self.misses = 0
+    def claim(self, key: str, run: int | None = None, waiting: Callable[[], None] | None = None
+              ) -> dict[str, Any] | None:
+        """The outputs under `key`, or None: then the caller owns computing them and must `put` them or
+        `release` the key. While another caller computes the same key this waits for it, calling `waiting`
+        now and then (it may raise, e.g. to stop on cancellation)."""
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._use(key, run)
+                    self.hits += 1
+                    return entry
+                busy = self._pending.get(key)
+                if busy is None:
+                    self._pending[key] = threading.Event()
+                    self._use(key, run)
+                    self.misses += 1
+                    return None
+            while not busy.wait(0.05):
+                if waiting is not None:
+                    waiting()
 
-    def end_run(self) -> None:
-        for key in [k for k in self._entries if k not in self._used]:
-            del self._entries[key]
+    def put(self, key: str, outputs: dict[str, Any], run: int | None = None) -> None:
+        with self._lock:
+            self._entries[key] = outputs
+            self._use(key, run)
+            busy = self._pending.pop(key, None)
+        if busy is not None:
+            busy.set()
+
+    def release(self, key: str) -> None:
+        """Give up a claimed key without a result (the node failed); a waiting caller then claims it."""
+        with self._lock:
+            busy = self._pending.pop(key, None)
+        if busy is not None:
+            busy.set()
+
+    def begin_run(self) -> int:
+        """Start recording what a run uses; returns the run's token for `get`, `put` and `end_run`."""
+        with self._lock:
+            self._next_run += 1
+            self._runs[self._next_run] = set()
+            self.hits = self.misses = 0
+            return self._next_run
+
+    def end_run(self, run: int | None = None) -> None:
+        """Drop what the run did not use, unless a run still going uses it (default: the latest run)."""
+        with self._lock:
+            if run is None:
+                run = self._next_run
+            used = self._runs.pop(run, set())
+            keep = used.union(*self._runs.values(), self._pending)
+            for key in [k for k in self._entries if k not in keep]:
+                del self._entries[key]
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._used.clear()
+        with self._lock:
+            self._entries.clear()
+            for used in self._runs.values():
+                used.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -9,7 +9,8 @@ class Event:
     """`kind` is one of: "plan", "node-start", "node-end", "node-cached", "step", "done".
 
     "step" events carry `step` (1-based) and `total`; "node-end" events carry `seconds`; "plan" carries
-    `total` (the number of nodes to run).
+    `total` (the number of nodes to run). `run` names the execution an event belongs to (several may run at
+    once on one callback); `item` is the item's index when a graph runs over a list of items, else -1.
     """
 
     kind: str
@@ -18,3 +19,5 @@ class Event:
     total: int = 0
     seconds: float = 0.0
     device: str = ""
+    run: str = ""
+    item: int = -1

@@ -16,18 +16,13 @@ from typing import Any, Callable
 import torch
 
 from ..errors import Cancelled, DgraphError
-from ..node import CancelToken, Context
-from ..types import coerce, move_to_device
-from .cache import ResultCache, node_key, static_key, value_digest
+from ..node import CancelToken
+from .cache import ResultCache, value_digest
 from .collector import collector_as, collector_paused
 from .events import Event
 from .plan import Plan
+from .task import NodeFailed, RunState, Services, prepare, run_task  # noqa: F401  (NodeFailed: its old home)
 from .validate import Resolved
-from .workflow import GraphRef, Literal
-
-
-class NodeFailed(DgraphError):
-    """A node raised while running; the message names the node and its type."""
 
 
 @dataclass
@@ -50,6 +45,9 @@ class RunRequest:
 
 
 class Executor(ABC):
+    """Runs a plan. Implementations build each node's task with `task.prepare`, look its key up in the
+    request's cache and run it with `task.run_task` (see engine/task.py)."""
+
     @abstractmethod
     def run(self, request: RunRequest) -> dict[str, Any]:
         """Run the plan; return the graph outputs by name."""
@@ -73,85 +71,39 @@ class LocalExecutor(Executor):
         emit = request.on_event or (lambda event: None)
         tell = request.on_event is not None  # build Event objects only for someone who listens
         cache = request.cache
-        values: dict[tuple[str, str], Any] = {}
-        keys: dict[str, str] = {}
-        input_digests = {name: value_digest(value) for name, value in request.inputs.items()}
+        state = RunState({name: value_digest(value) for name, value in request.inputs.items()})
+        services = Services(emit=request.on_event, cancel=request.cancel)
         devices: dict[str | None, torch.device] = {}
         emit(Event("plan", total=len(request.plan.order)))
-        cache.begin_run()
+        run = cache.begin_run()
+        # The engine's bookkeeping runs with the cyclic collector paused; each node call with it as it was.
         with collector_paused() as collecting:
-            self._run_nodes(request, cache, values, keys, input_digests, devices, emit, tell, collecting)
-        emit(Event("done"))
-        return {out: values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
-
-    def _run_nodes(self, request: RunRequest, cache: ResultCache, values: dict, keys: dict, input_digests: dict,
-                   devices: dict, emit: Callable[[Event], None], tell: bool, collecting: bool) -> None:
-        """The engine's bookkeeping runs with the collector paused; each node call with it as it was."""
-        try:
-            for name in request.plan.order:
-                if request.cancel.cancelled:
-                    raise Cancelled(f"cancelled before node {name!r}")
-                node = request.resolved.nodes[name]
-                spec = node.spec
-                device = devices.get(node.device)
-                if device is None:
-                    device = devices[node.device] = placement(node.device, request.device, request.force_device)
-                arguments: dict[str, Any] = {}
-                parts: list[str] = []
-                for key, binding in node.bindings.items():
-                    if isinstance(binding, Literal):
-                        if binding.value is None and not spec.inputs[key].required:
-                            continue
-                        arguments[key] = binding.value
-                    elif isinstance(binding, GraphRef):
-                        arguments[key] = coerce(request.inputs[binding.name], spec.inputs[key].type)
-                        parts.append(f"{key}=in:{input_digests[binding.name]}")
+            try:
+                for name in request.plan.order:
+                    if request.cancel.cancelled:
+                        raise Cancelled(f"cancelled before node {name!r}")
+                    node = request.resolved.nodes[name]
+                    device = devices.get(node.device)
+                    if device is None:
+                        device = devices[node.device] = placement(node.device, request.device, request.force_device)
+                    task = prepare(node, device, state, request)
+                    state.keys[name] = task.key
+                    outputs = None if node.spec.effect else cache.get(task.key, run)  # an effect happens every run
+                    if outputs is not None:
+                        if tell:
+                            emit(Event("node-cached", name, device=str(device)))
                     else:
-                        value = coerce(values[(binding.node, binding.output)], spec.inputs[key].type)
-                        arguments[key] = move_to_device(value, device)
-                        parts.append(f"{key}=link:{keys[binding.node]}.{binding.output}")
-                if node.static_key is None:
-                    node.static_key = static_key(spec.type_name, spec.version, [
-                        (k, value_digest(b.value)) for k, b in node.bindings.items() if isinstance(b, Literal)])
-                if spec.effect:  # what it wrote depends on where: downstream keys must see the folder
-                    parts.append(f"output_dir={request.output_dir}")
-                key = node_key(node.static_key, str(device), parts, request.seed if spec.random else None)
-                keys[name] = key
-                outputs = None if spec.effect else cache.get(key)  # an effect happens on every run
-                if outputs is not None:
-                    if tell:
-                        emit(Event("node-cached", name, device=str(device)))
-                else:
-                    if tell:
-                        emit(Event("node-start", name, device=str(device)))
-                    started = time.perf_counter()
-                    context = Context(node=name, device=device, seed=request.seed, random=spec.random,
-                                      output_dir=request.output_dir, emit=emit, cancel=request.cancel,
-                                      workflow=request.workflow, inputs=request.inputs, base=request.base,
-                                      overwrite=request.overwrite, effect=spec.effect)
-                    with collector_as(collecting):
-                        outputs = _call(spec, context, arguments, name)
-                    cache.put(key, outputs)
-                    if tell:
-                        emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(device)))
-                for output, value in outputs.items():
-                    values[(name, output)] = value
-        finally:
-            cache.end_run()
-
-
-def _call(spec, context: Context, arguments: dict[str, Any], name: str) -> dict[str, Any]:
-    try:
-        return spec.call(context, arguments)
-    except DgraphError as error:
-        if isinstance(error, Cancelled) or str(error).startswith(f"node {name!r}"):
-            raise
-        try:  # keep the error's class (callers catch WeightsError, HubError...) and name the node
-            renamed = type(error)(f"node {name!r} ({spec.type_name}): {error}")
-        except TypeError:
-            renamed = NodeFailed(f"node {name!r} ({spec.type_name}): {error}")
-        raise renamed from error
-    except KeyboardInterrupt:
-        raise Cancelled(f"interrupted during node {name!r}") from None
-    except Exception as error:
-        raise NodeFailed(f"node {name!r} ({spec.type_name}) failed: {type(error).__name__}: {error}") from error
+                        if tell:
+                            emit(Event("node-start", name, device=str(device)))
+                        started = time.perf_counter()
+                        with collector_as(collecting):
+                            outputs = run_task(node.spec, task, services)
+                        cache.put(task.key, outputs, run)
+                        if tell:
+                            emit(Event("node-end", name, seconds=time.perf_counter() - started, device=str(device)))
+                    for output, value in outputs.items():
+                        state.values[(name, output)] = value
+            finally:
+                cache.end_run(run)
+        emit(Event("done"))
+        return {out: state.values[(link.node, link.output)] for out, link in request.plan.outputs.items()}

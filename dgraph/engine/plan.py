@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import DgraphError
 from .validate import Resolved
@@ -13,6 +13,16 @@ from .workflow import Link
 class Plan:
     order: tuple[str, ...]  # the nodes to run, dependencies first
     outputs: dict[str, Link]  # the graph outputs to return
+    # node -> the planned nodes it reads from: what a concurrent executor needs beyond the flat order
+    dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def dependents(self) -> dict[str, tuple[str, ...]]:
+        """node -> the planned nodes that read from it (in plan order)."""
+        children: dict[str, list[str]] = {name: [] for name in self.order}
+        for name in self.order:
+            for parent in self.dependencies.get(name, ()):
+                children[parent].append(name)
+        return {name: tuple(c) for name, c in children.items()}
 
 
 def _upstream(resolved: Resolved) -> dict[str, list[str]]:
@@ -64,4 +74,5 @@ def make_plan(resolved: Resolved, wanted: list[str] | None = None) -> Plan:
             waiting[child] -= 1
             if waiting[child] == 0:
                 heapq.heappush(ready, child)
-    return Plan(tuple(order), outputs)
+    dependencies = {name: tuple(sorted(set(upstream[name]))) for name in order}
+    return Plan(tuple(order), outputs, dependencies)

@@ -18,6 +18,7 @@ from ..configuration import read_json
 from ..errors import ConfigError, WeightsError
 from ..hub import Source, fetch_file
 from .files import local_folder, resolve_source, weight_files
+from .imports import TRANSFORMERS_LOCK
 from .tokenizers import TokenBatch, load_tokenizer, tokenize
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -73,18 +74,19 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
                                f"safetensors, or pass allow_pickle=True to load them with weights_only=True")
         raise WeightsError(f"{source}: no weights file model{suffix}.safetensors (nor a sharded index) found")
     folder = local_folder(source, required=("config.json", *weights))
-    model_class = _model_class(config, source)
     kwargs = {"local_files_only": True, "trust_remote_code": False, "use_safetensors": weights[0].endswith(
         (".safetensors", ".safetensors.index.json")), "weights_only": True}
     if variant:
         kwargs["variant"] = variant
     if dtype is not None:
         kwargs["dtype"] = dtype
-    try:
-        with _quiet_transformers():
-            model = model_class.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError) as error:
-        raise WeightsError(f"{source}: cannot load {model_class.__name__} from {folder}: {error}") from None
+    with TRANSFORMERS_LOCK:  # its lazy imports and the progress-bar switch are not thread-safe
+        model_class = _model_class(config, source)
+        try:
+            with _quiet_transformers():
+                model = model_class.from_pretrained(folder, **kwargs)
+        except (OSError, ValueError) as error:
+            raise WeightsError(f"{source}: cannot load {model_class.__name__} from {folder}: {error}") from None
     if device is not None:
         model = model.to(device)
     return model.eval()

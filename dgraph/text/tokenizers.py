@@ -15,6 +15,7 @@ from ..errors import ConfigError, SourceError
 from ..hub import Source
 from .files import TOKENIZER_FILES, local_folder, resolve_source
 from .tokenizer_file import NATIVE_CLASSES, FileTokenizer
+from .imports import TRANSFORMERS_LOCK
 
 # transformers' stand-in for "no limit" (int(1e30)); anything this large means the tokenizer has no max length.
 _UNBOUNDED = 10**9
@@ -52,10 +53,11 @@ def load_tokenizer(pretrained: str | os.PathLike | Source, subfolder: str | None
         except Exception as error:  # the Rust parser's own error says what is wrong with the file
             raise SourceError(f"{source}: cannot load a tokenizer from {folder}: {error}") from None
 
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        with TRANSFORMERS_LOCK:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as error:
         raise SourceError(f"{source}: cannot load a tokenizer from {folder}: {error}") from None
 

@@ -1,0 +1,61 @@
+"""The parallel executor gives bitwise the local executor's outputs on the shipped workflows that run
+offline (the bundled digits model, Griffin-Lim on the bundled sample, and DDPM / DDIM / latent diffusion
+over small random components saved by diffusers)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dgraph.graph import Graph
+from test_ddpm_ddim import _graph, ddpm_folder  # noqa: F401  (a fixture)
+from test_latent_diffusion import text2img  # noqa: F401  (a fixture)
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+
+def _values(result) -> dict:
+    out = {}
+    for name, value in result.items():
+        tensor = value if isinstance(value, torch.Tensor) else getattr(value, "tensor", None)
+        if tensor is None:
+            tensor = getattr(value, "waveform", None)
+        out[name] = tensor if tensor is not None else value
+    return out
+
+
+def _same(graph: Graph, tmp_path: Path, **inputs) -> None:
+    local = _values(graph.execute(executor="local", output_dir=tmp_path / "local", **inputs))
+    graph.cache.clear()
+    parallel = _values(graph.execute(executor="parallel", output_dir=tmp_path / "parallel", **inputs))
+    assert local.keys() == parallel.keys()
+    for name in local:
+        if isinstance(local[name], torch.Tensor):
+            assert torch.equal(local[name], parallel[name]), name
+        elif name == "files":  # the same names, each in its own folder, with the same bytes
+            assert [Path(p).name for p in local[name]] == [Path(p).name for p in parallel[name]]
+            assert [Path(p).read_bytes() for p in local[name]] == [Path(p).read_bytes() for p in parallel[name]]
+        else:
+            assert local[name] == parallel[name], name
+
+
+def test_digits(tmp_path):
+    _same(Graph.load(WORKFLOWS / "digits.yaml"), tmp_path, prompt=["7", "a handwritten three"], seed=4, steps=4)
+
+
+def test_griffin_lim(tmp_path):
+    _same(Graph.load(WORKFLOWS / "griffin_lim.yaml"), tmp_path, iterations=8, seed=2)
+
+
+@pytest.mark.parametrize("name", ["ddim.yaml", "ddpm.yaml"])
+def test_ddpm_and_ddim(name, ddpm_folder, tmp_path):  # noqa: F811
+    _same(_graph(name, ddpm_folder), tmp_path, seed=3, steps=5)
+
+
+def test_latent_diffusion(text2img, tmp_path):  # noqa: F811
+    graph = Graph.load(WORKFLOWS / "latent_diffusion.yaml")
+    for node, sub in [("tokenizer", "tokenizer"), ("text_encoder", "bert"), ("unet", "unet"), ("vae", "vqvae"),
+                      ("scheduler", "scheduler")]:
+        graph.set(f"{node}.{'config' if node == 'scheduler' else 'source'}", str(text2img / sub))
+    _same(graph, tmp_path, prompt="a fox", seed=1, steps=3, height=32, width=32, images_per_prompt=2)
