@@ -49,7 +49,7 @@ def fail_at(ctx: Context, step: int = 2) -> torch.Tensor:
     return torch.zeros(1)
 
 
-@node("par.save", description="Write a tensor's bytes as a file.", output="paths")
+@node("par.save", description="Write a tensor's bytes as a file.", output="paths", effect=True)
 def save(ctx: Context, value: torch.Tensor) -> list[str]:
     CALLS.append(ctx.node)
     return [str(p) for p in ctx.write_files("t", ".bin", [value.numpy().tobytes()])]
