@@ -142,6 +142,103 @@ def _ldm_text(parts: _Parts) -> dict[str, Any]:
     }
 
 
+# DeepFloyd IF (the open Imagen): T5 text states shared by every stage, pixel-space UNets with learned
+# variance under classifier-free guidance, each later stage reading the previous image noise-augmented.
+def _if_text(parts: _Parts) -> dict[str, Any]:
+    return {
+        "tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
+        "text_encoder": {"type": "load.text_encoder", "inputs": {"source": parts["text_encoder"]}},
+        "prompt": {"type": "text.encode_prompt", "inputs": {
+            "tokenizer": "@tokenizer.tokenizer", "text_encoder": "@text_encoder.text_encoder", "prompt": "$prompt",
+            "negative_prompt": "$negative_prompt", "max_length": 77, "lowercase": True}},
+    }
+
+
+_PROMPT_INPUTS = {
+    "prompt": {"type": "Text", "default": "a corgi wearing a crown", "description": "what to draw (or a list of prompts)"},
+    "negative_prompt": {"type": "str", "default": "", "description": "what to steer away from"},
+    "images_per_prompt": {"type": "int", "default": 1, "description": "images for each prompt"},
+}
+
+
+def _guided_loop(p: str, nodes: dict[str, Any], denoiser: dict[str, Any], channels: int | None) -> None:
+    """Conditional and unconditional denoisers of one UNet, guided, sampled from fresh noise into {p}image."""
+    for branch in ("cond", "uncond"):
+        nodes[f"{p}{branch}"] = {"type": denoiser["type"],
+                                 "inputs": {**denoiser["inputs"], "context": f"@prompt.{branch}"}}
+    nodes[f"{p}guided"] = {"type": "guidance.cfg", "inputs": {
+        "cond": f"@{p}cond.denoiser", "uncond": f"@{p}uncond.denoiser", "scale": f"${p}guidance_scale"}}
+    noise = {"unet": f"@{p}unet.unet", "context": "@prompt.cond", "images_per_prompt": "$images_per_prompt"}
+    if channels is not None:
+        noise["channels"] = channels
+    nodes[f"{p}noise"] = {"type": "latent.noise", "inputs": noise}
+    nodes[f"{p}sample"] = {"type": "sample.loop", "inputs": {
+        "denoiser": f"@{p}guided.denoiser", "scheduler": f"@{p}scheduler.scheduler", "latents": f"@{p}noise.latent",
+        "steps": f"${p}steps"}}
+    nodes[f"{p}image"] = {"type": "image.from_latent", "inputs": {"latents": f"@{p}sample.latent"}}
+
+
+def _if_stage_i(parts: _Parts, p: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    nodes: dict[str, Any] = {
+        f"{p}unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        f"{p}scheduler": {"type": "scheduler.ddpm", "inputs": {"config": parts["scheduler"]}},
+    }
+    _guided_loop(p, nodes, {"type": "denoiser.model", "inputs": {"unet": f"@{p}unet.unet"}}, None)
+    inputs = {f"{p}steps": {"type": "int", "default": 100, "description": "stage I: DDPM steps"},
+              f"{p}guidance_scale": {"type": "float", "default": 7.0,
+                                     "description": "stage I: classifier-free guidance scale (1 = off)"}}
+    return nodes, inputs
+
+
+def _if_stage_ii(parts: _Parts, p: str = "", low_res: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    nodes: dict[str, Any] = {
+        f"{p}unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        f"{p}scheduler": {"type": "scheduler.ddpm", "inputs": {"config": parts["scheduler"]}},
+        f"{p}noising": {"type": "scheduler.ddpm", "inputs": {"config": parts["image_noising_scheduler"]}},
+    }
+    inputs: dict[str, Any] = {}
+    if low_res is None:  # a stage on its own reads its input image from a file
+        nodes[f"{p}low_res"] = {"type": "image.load", "inputs": {"path": "$image"}}
+        low_res = f"@{p}low_res.image"
+        inputs["image"] = {"type": "str", "description": "the image to enlarge (e.g. a 64 px stage I result)"}
+    nodes[f"{p}upscaled"] = {"type": "image.noise_augment", "inputs": {
+        "image": low_res, "scheduler": f"@{p}noising.scheduler", "unet": f"@{p}unet.unet",
+        "noise_level": f"${p}noise_level"}}
+    denoiser = {"type": "denoiser.image_conditioned", "inputs": {
+        "unet": f"@{p}unet.unet", "image": f"@{p}upscaled.image", "noise_level": f"${p}noise_level"}}
+    _guided_loop(p, nodes, denoiser, 3)  # RGB: the UNet reads 6 channels, the sample and the image
+    inputs.update({
+        f"{p}steps": {"type": "int", "default": 50, "description": "stage II: DDPM steps"},
+        f"{p}guidance_scale": {"type": "float", "default": 4.0,
+                               "description": "stage II: classifier-free guidance scale (1 = off)"},
+        f"{p}noise_level": {"type": "int", "default": 250,
+                            "description": "stage II: how strongly the input image is noised (0-999)"}})
+    return nodes, inputs
+
+
+def _if_graph(name: str, description: str, stages: list[tuple[dict, dict]], prefix: str) -> dict[str, Any]:
+    nodes, inputs = {}, {}
+    for stage_nodes, stage_inputs in stages:
+        nodes.update(stage_nodes)
+        inputs.update(stage_inputs)
+    nodes["save"] = {"type": "image.save", "inputs": {"image": f"@{prefix}image.image", "prefix": name}}
+    outputs = {"image": f"@{prefix}image.image", "files": "@save.paths"}
+    return {"dgraph": 1, "name": name, "description": description, "inputs": {**_PROMPT_INPUTS, **inputs},
+            "nodes": nodes, "outputs": outputs}
+
+
+def _if_i(parts: _Parts) -> dict[str, Any]:
+    stage = _if_stage_i(parts)
+    return _if_graph("if_stage_i", "DeepFloyd IF stage I: 64 px images from T5 text states.",
+                     [(_if_text(parts), {}), stage], "")
+
+
+def _if_ii(parts: _Parts) -> dict[str, Any]:
+    stage = _if_stage_ii(parts)
+    return _if_graph("if_stage_ii", "DeepFloyd IF stage II: a 64 px image enlarged 4x, guided by T5 text states.",
+                     [(_if_text(parts), {}), stage], "")
+
+
 RECIPES: dict[str, PipelineRecipe] = {
     "DDPMPipeline": PipelineRecipe(_ddpm, "DDPM (Ho et al. 2020): unconditional images, ancestral sampling over "
                                           "1000 steps, with the UNet and scheduler of {repo}."),
@@ -152,6 +249,12 @@ RECIPES: dict[str, PipelineRecipe] = {
     "LDMTextToImagePipeline": PipelineRecipe(_ldm_text, "Text-to-image latent diffusion (Rombach et al. 2022): "
                                                         "BERT tokenizer -> LDM-BERT -> conditioned UNet in a DDIM loop "
                                                         "with classifier-free guidance -> KL decode -> PNG, from {repo}."),
+    "IFPipeline": PipelineRecipe(_if_i, "DeepFloyd IF stage I (Imagen's base model, Saharia et al. 2022): T5 text "
+                                        "states -> pixel-space UNet with learned variance in a DDPM loop with "
+                                        "classifier-free guidance and dynamic thresholding -> 64 px PNG, from {repo}."),
+    "IFSuperResolutionPipeline": PipelineRecipe(_if_ii, "DeepFloyd IF stage II: an image (--image) resized, "
+                                                        "noise-augmented, and enlarged by a text-conditioned "
+                                                        "pixel-space UNet in a DDPM loop, from {repo}."),
 }
 
 

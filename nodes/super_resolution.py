@@ -1,0 +1,57 @@
+"""Super-resolution stages of cascades: the previous image noise-augmented, and the denoiser that reads it."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import torch
+from pydantic import Field
+
+from dgraph.node import Context, node
+from dgraph.sampling import ImageConditionedDenoiser, noise_augment
+from dgraph.types import Denoiser, Image, Scheduler, TextEmbedding, UNet
+from nodes.sampling import _wants_mask as wants_mask
+
+NoiseLevel = Annotated[int, Field(ge=0, le=10_000)]
+Size = Annotated[int, Field(ge=1, le=16384)]
+
+
+@node("image.noise_augment", random=True,
+      description="Resize an image for a super-resolution stage and noise it to a chosen level.")
+def noise_augment_node(ctx: Context, image: Image, scheduler: Scheduler, noise_level: NoiseLevel = 250,
+                       unet: Optional[UNet] = None, height: Optional[Size] = None, width: Optional[Size] = None,
+                       resize: bool = True) -> Image:
+    """The image is taken to [-1, 1], resized bilinearly (corners aligned) and then noised by `scheduler`'s
+    forward process at timestep `noise_level`, with noise seeded from the graph seed.
+
+    scheduler: the stage's noising schedule (IF's image_noising_scheduler, the x4 upscaler's low_res_scheduler)
+    noise_level: the timestep of that schedule; the stage's denoiser must be given the same level
+    unet: take the size from this UNet's sample_size
+    height: the stage's image height in pixels (default: the UNet's sample size)
+    width: the stage's image width (default: as height)
+    resize: false keeps the image's own size (the x4 upscaler works at the low resolution)
+    """
+    pixels = image.to_range(-1.0, 1.0).tensor.float()
+    size = None
+    if resize:
+        sample_size = unet.config.get("sample_size") if unet is not None else None
+        if isinstance(sample_size, (list, tuple)):
+            sample_size = sample_size[0]
+        height = height or sample_size or pixels.shape[-2]
+        size = (height, width or height)
+    augmented = noise_augment(pixels.cpu(), scheduler, noise_level, ctx.generator(), size)
+    return Image(augmented.to(ctx.device), value_range=(-1.0, 1.0))
+
+
+@node("denoiser.image_conditioned",
+      description="A UNet that reads a noise-augmented image beside the sample and the noise level (super-resolution).")
+def image_conditioned_denoiser(unet: UNet, image: Image, noise_level: NoiseLevel = 250,
+                               context: Optional[TextEmbedding] = None) -> Denoiser:
+    """image: the augmented low-resolution image (from image.noise_augment), concatenated with the sample
+    noise_level: the level the image was noised to, given to the UNet as class labels
+    context: text hidden states for cross-attention (batch 1 or one row per prompt)
+    """
+    pixels = image.to_range(-1.0, 1.0).tensor
+    labels = torch.tensor([noise_level], dtype=torch.long)
+    hidden = context.hidden_states if context is not None else None
+    mask = context.attention_mask if context is not None and wants_mask(unet) else None
+    return ImageConditionedDenoiser(unet, pixels, hidden, mask, labels)

@@ -1,0 +1,137 @@
+"""DeepFloyd IF (Imagen) stages and their cascade against diffusers' pipelines, on small random components
+saved by diffusers in the IF repos' layout (T5 encoder and tokenizer, UNet, schedulers).
+
+How seeds line up: diffusers draws all of a pipeline's noise from one generator, in a fixed order; dgraph
+gives every random node its own generator seeded from (graph seed, node name). The reference runs below
+therefore reseed diffusers' generator between its draws: stage I draws the initial image ("noise") and
+then each step's noise ("sample"); stage II draws the initial image ("noise"), the augmentation noise
+("upscaled"), then each step's noise ("sample"). With those seeds the two agree within 1e-4.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import diffusers
+import pytest
+import torch
+from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+from dgraph.graph import Graph
+from dgraph.node import derive_seed
+
+TOLERANCE = 1e-4
+TEXT_WIDTH = 20
+
+
+def _tokenizer() -> T5Tokenizer:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0 - 0.01 * i) for i, c in enumerate(letters)]
+    pieces += [(f"▁{w}", -1.0) for w in ("a", "the", "red", "fox", "corgi", "crown", "sea", "at", "night")]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def _text_encoder(seed: int) -> T5EncoderModel:
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=48, d_model=TEXT_WIDTH, d_kv=5, d_ff=32, num_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8, dropout_rate=0.0)
+    return T5EncoderModel(config).eval()
+
+
+def _unet(seed: int, **config) -> diffusers.UNet2DConditionModel:
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, attention_head_dim=4,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_dim=32, encoder_hid_dim=TEXT_WIDTH,
+        addition_embed_type="text", addition_embed_type_num_heads=2, cross_attention_norm="group_norm",
+        resnet_time_scale_shift="scale_shift", act_fn="gelu", time_embedding_act_fn="gelu", **config)
+    # Random weights everywhere (diffusers zero-initialises some layers), so every path shows in the output.
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return unet.eval()
+
+
+def _scheduler() -> diffusers.DDPMScheduler:
+    # IF's sampling schedule: learned-range variance and dynamic thresholding of x0.
+    return diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
+                                   thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5)
+
+
+@pytest.fixture(scope="module")
+def stage_i(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("if-i")
+    pipe = diffusers.IFPipeline(tokenizer=_tokenizer(), text_encoder=_text_encoder(0),
+                                unet=_unet(1, sample_size=8, in_channels=3, out_channels=6), scheduler=_scheduler(),
+                                safety_checker=None, feature_extractor=None, watermarker=None,
+                                requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stage_ii(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("if-ii")
+    pipe = diffusers.IFSuperResolutionPipeline(
+        tokenizer=_tokenizer(), text_encoder=_text_encoder(0),
+        unet=_unet(2, sample_size=16, in_channels=6, out_channels=6, class_embed_type="timestep"),
+        scheduler=_scheduler(), image_noising_scheduler=diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _reseed_after(owner, method: str, generator: torch.Generator, seed: int) -> None:
+    """Make `owner.method` reseed `generator` once it has drawn (lines diffusers' draws up with dgraph's nodes)."""
+    original = getattr(owner, method)
+
+    def wrapped(*args, **kwargs):
+        result = original(*args, **kwargs)
+        generator.manual_seed(seed)
+        return result
+
+    setattr(owner, method, wrapped)
+
+
+def _stage_i_reference(folder: Path, prompt, seed: int, prefix: str = "", **options) -> torch.Tensor:
+    pipe = diffusers.IFPipeline.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(derive_seed(seed, f"{prefix}noise"))
+    _reseed_after(pipe, "prepare_intermediate_images", generator, derive_seed(seed, f"{prefix}sample"))
+    return pipe(prompt, generator=generator, output_type="pt", clean_caption=False, **options).images
+
+
+def _stage_ii_reference(folder: Path, image: torch.Tensor, prompt, seed: int, prefix: str = "",
+                        **options) -> torch.Tensor:
+    pipe = diffusers.IFSuperResolutionPipeline.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(derive_seed(seed, f"{prefix}noise"))
+    _reseed_after(pipe, "prepare_intermediate_images", generator, derive_seed(seed, f"{prefix}upscaled"))
+    _reseed_after(pipe.image_noising_scheduler, "add_noise", generator, derive_seed(seed, f"{prefix}sample"))
+    return pipe(image=image, prompt=prompt, generator=generator, output_type="pt", clean_caption=False,
+                **options).images
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 7.0])
+def test_stage_i_equals_diffusers(stage_i, guidance_scale):
+    prompts = ["A Red Fox", "the sea at night "]
+    ours = Graph.from_pretrained(stage_i).execute(outputs=["image"], prompt=prompts, seed=4, steps=6,
+                                                  guidance_scale=guidance_scale).image.tensor
+    theirs = _stage_i_reference(stage_i, prompts, 4, num_inference_steps=6, guidance_scale=guidance_scale)
+    assert theirs.shape == (2, 3, 8, 8)
+    assert theirs.abs().mean() > 0.1
+    assert (ours - theirs).abs().max() < TOLERANCE
+
+
+def test_stage_ii_alone_equals_diffusers(stage_ii, tmp_path):
+    from PIL import Image as PILImage
+
+    pixels = (torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
+    PILImage.fromarray(pixels).save(tmp_path / "small.png")
+    ours = Graph.from_pretrained(stage_ii).execute(outputs=["image"], prompt="a corgi", image=str(tmp_path / "small.png"),
+                                                   seed=2, steps=5, noise_level=100).image.tensor
+    theirs = _stage_ii_reference(stage_ii, PILImage.open(tmp_path / "small.png"), "a corgi", 2,
+                                 num_inference_steps=5, noise_level=100)
+    assert theirs.shape == (1, 3, 16, 16)
+    assert (ours - theirs).abs().max() < TOLERANCE
