@@ -144,10 +144,15 @@ def _ldm_text(parts: _Parts) -> dict[str, Any]:
 
 # DeepFloyd IF (the open Imagen): T5 text states shared by every stage, pixel-space UNets with learned
 # variance under classifier-free guidance, each later stage reading the previous image noise-augmented.
+def _weights(source: str) -> dict[str, str]:
+    # The IF repos publish float16 weights as an "fp16" variant beside the float32 ones.
+    return {"source": source, "dtype": "$dtype", "variant": "$variant"}
+
+
 def _if_text(parts: _Parts) -> dict[str, Any]:
     return {
         "tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
-        "text_encoder": {"type": "load.text_encoder", "inputs": {"source": parts["text_encoder"]}},
+        "text_encoder": {"type": "load.text_encoder", "inputs": _weights(parts["text_encoder"])},
         "prompt": {"type": "text.encode_prompt", "inputs": {
             "tokenizer": "@tokenizer.tokenizer", "text_encoder": "@text_encoder.text_encoder", "prompt": "$prompt",
             "negative_prompt": "$negative_prompt", "max_length": 77, "lowercase": True}},
@@ -158,6 +163,9 @@ _PROMPT_INPUTS = {
     "prompt": {"type": "Text", "default": "a corgi wearing a crown", "description": "what to draw (or a list of prompts)"},
     "negative_prompt": {"type": "str", "default": "", "description": "what to steer away from"},
     "images_per_prompt": {"type": "int", "default": 1, "description": "images for each prompt"},
+    "dtype": {"type": "str", "default": "float16", "description": "weights precision: float16, bfloat16 or float32"},
+    "variant": {"type": "str", "default": "fp16",
+                "description": "weights files to read: fp16 (the published half-size files) or '' (float32 files)"},
 }
 
 
@@ -180,7 +188,7 @@ def _guided_loop(p: str, nodes: dict[str, Any], denoiser: dict[str, Any], channe
 
 def _if_stage_i(parts: _Parts, p: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
     nodes: dict[str, Any] = {
-        f"{p}unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        f"{p}unet": {"type": "load.unet", "inputs": _weights(parts["unet"])},
         f"{p}scheduler": {"type": "scheduler.ddpm", "inputs": {"config": parts["scheduler"]}},
     }
     _guided_loop(p, nodes, {"type": "denoiser.model", "inputs": {"unet": f"@{p}unet.unet"}}, None)
@@ -192,7 +200,7 @@ def _if_stage_i(parts: _Parts, p: str = "") -> tuple[dict[str, Any], dict[str, A
 
 def _if_stage_ii(parts: _Parts, p: str = "", low_res: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     nodes: dict[str, Any] = {
-        f"{p}unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        f"{p}unet": {"type": "load.unet", "inputs": _weights(parts["unet"])},
         f"{p}scheduler": {"type": "scheduler.ddpm", "inputs": {"config": parts["scheduler"]}},
         f"{p}noising": {"type": "scheduler.ddpm", "inputs": {"config": parts["image_noising_scheduler"]}},
     }
@@ -216,13 +224,14 @@ def _if_stage_ii(parts: _Parts, p: str = "", low_res: str | None = None) -> tupl
     return nodes, inputs
 
 
-def _if_graph(name: str, description: str, stages: list[tuple[dict, dict]], prefix: str) -> dict[str, Any]:
+def _if_graph(name: str, description: str, stages: list[tuple[dict, dict]], prefix: str,
+              stage_outputs: dict[str, str] | None = None) -> dict[str, Any]:
     nodes, inputs = {}, {}
     for stage_nodes, stage_inputs in stages:
         nodes.update(stage_nodes)
         inputs.update(stage_inputs)
     nodes["save"] = {"type": "image.save", "inputs": {"image": f"@{prefix}image.image", "prefix": name}}
-    outputs = {"image": f"@{prefix}image.image", "files": "@save.paths"}
+    outputs = {"image": f"@{prefix}image.image", "files": "@save.paths", **(stage_outputs or {})}
     return {"dgraph": 1, "name": name, "description": description, "inputs": {**_PROMPT_INPUTS, **inputs},
             "nodes": nodes, "outputs": outputs}
 
@@ -237,6 +246,37 @@ def _if_ii(parts: _Parts) -> dict[str, Any]:
     stage = _if_stage_ii(parts)
     return _if_graph("if_stage_ii", "DeepFloyd IF stage II: a 64 px image enlarged 4x, guided by T5 text states.",
                      [(_if_text(parts), {}), stage], "")
+
+
+# How a later stage of a cascade reads the image of the stage before it.
+_LATER_STAGES = {"IFSuperResolutionPipeline": _if_stage_ii}
+
+
+def cascade_workflow(stages: list[tuple[str, str, dict[str, str | None]]]) -> dict[str, Any]:
+    """One workflow from pipeline stages [(class name, base, components), ...]: the first stage's text
+    encoding feeds every stage, and each later stage enlarges the image of the one before.
+
+    Stage I keeps its nodes' names (so a seed gives the same 64 px image as the stage alone); stage k's
+    nodes and inputs are prefixed `stage{k}_` (e.g. --stage2_steps).
+    """
+    (first, first_base, first_components), later = stages[0], stages[1:]
+    if first != "IFPipeline":
+        raise ConfigError(f"{first_base}: a cascade starts with a text-to-image stage (IFPipeline), not {first}")
+    if not later:
+        raise ConfigError("a cascade needs at least two stages")
+    parts = _Parts(first_base, first_components)
+    built = [(_if_text(parts), {}), _if_stage_i(parts)]
+    previous, stage_outputs = "", {}
+    for k, (class_name, base, components) in enumerate(later, start=2):
+        if class_name not in _LATER_STAGES:
+            raise ConfigError(f"{base}: {class_name} cannot follow another stage; later stages can be: "
+                              f"{', '.join(sorted(_LATER_STAGES))}")
+        stage_outputs[f"stage{k - 1}"] = f"@{previous}image.image"
+        prefix = f"stage{k}_"
+        built.append(_LATER_STAGES[class_name](_Parts(base, components), prefix, f"@{previous}image.image"))
+        previous = prefix
+    return _if_graph("imagen", f"Imagen as DeepFloyd IF's cascade: {len(stages)} stages, one T5 text encoding.",
+                     built, previous, stage_outputs)
 
 
 RECIPES: dict[str, PipelineRecipe] = {
@@ -282,6 +322,13 @@ def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:
     return index.get("_class_name", "?"), _component_folders(source, index), source
 
 
+def read_stage(pretrained: str) -> tuple[str, str, dict[str, str | None]]:
+    """(pipeline class name, base, component folders) of a pipeline folder or repo; the base is the folder as
+    given, or the canonical hf:// form of a repo."""
+    class_name, components, source = read_pipeline(pretrained)
+    return class_name, (pretrained if source.kind == "folder" else str(source)), components
+
+
 def pipeline_workflow(class_name: str, base: str, components: dict[str, str | None]) -> dict[str, Any]:
     """The workflow dict for a pipeline class whose components live under `base`."""
     if class_name not in RECIPES:
@@ -299,23 +346,60 @@ DOWNLOADS = {
     "CompVis/ldm-text2im-large-256": "Downloads CompVis/ldm-text2im-large-256 from the Hugging Face Hub: LDM-BERT, a "
                                      "conditioned UNet and a KL autoencoder, about 1.45 B parameters in all (about "
                                      "5.8 GB in float32), plus the BERT tokenizer.",
+    "DeepFloyd/IF-I-XL-v1.0": "Downloads DeepFloyd/IF-I-XL-v1.0 (gated: accept its license on the Hub and log in): "
+                              "the T5-v1.1-XXL encoder (4.8 B parameters, about 9.5 GB in the fp16 variant) and the "
+                              "4.3 B-parameter stage I UNet (about 8.6 GB in fp16).",
+    "DeepFloyd/IF-II-L-v1.0": "Downloads DeepFloyd/IF-II-L-v1.0 (gated, as stage I): the 1.2 B-parameter stage II "
+                              "UNet (about 2.5 GB in fp16); alone it also loads that repo's copy of the T5 encoder.",
 }
+
+# What a cascade needs on a GPU, for the header of exported cascades.
+MEMORY = {
+    ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-II-L-v1.0"):
+        "Memory in float16, weights: the T5 encoder about 9.5 GB, stage I about 8.6 GB, stage II about 2.4 GB; "
+        "about 21 GB with all three resident on one device, plus activations (DeepFloyd quotes 16 GB of GPU "
+        "memory for both stages when the encoder is moved off after encoding).",
+}
+
+
+def _downloads(base: str) -> str:
+    return DOWNLOADS.get(_repo(base), "")
+
+
+def _with_header(paragraphs: list[str], command: str, workflow: dict[str, Any]) -> str:
+    from .engine.workflow import dump_text
+
+    lines = ["# yaml-language-server: $schema=../dgraph-workflow.schema.json", "#"]
+    for paragraph in paragraphs:
+        if paragraph:
+            lines += [f"# {line}" for line in _wrap(paragraph)]
+    lines.append(f"# Written by `{command}`; override any source with --set NODE.source=DIR.")
+    return "\n".join(lines) + "\n" + dump_text(workflow)
 
 
 def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None) -> str:
     """The workflow as YAML text with a header comment saying what it makes and what it downloads."""
-    from .engine.workflow import dump_text
-
     header = RECIPES[class_name].header.format(repo=base)
-    if downloads is None:
-        repo = base.removeprefix("hf://").split("@")[0]
-        downloads = DOWNLOADS.get(repo, "")
-    lines = ["# yaml-language-server: $schema=../dgraph-workflow.schema.json", "#"]
-    lines += [f"# {line}" for line in _wrap(header)]
-    if downloads:
-        lines += [f"# {line}" for line in _wrap(downloads)]
-    lines.append(f"# Written by `dgraph export {base}`; override any source with --set NODE.source=DIR.")
-    return "\n".join(lines) + "\n" + dump_text(pipeline_workflow(class_name, base, components))
+    workflow = pipeline_workflow(class_name, base, components)
+    return _with_header([header, _downloads(base) if downloads is None else downloads], f"dgraph export {base}",
+                        workflow)
+
+
+def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) -> str:
+    """A cascade (`cascade_workflow`) as YAML text, its header naming each stage and what it downloads."""
+    workflow = cascade_workflow(stages)
+    paragraphs = [f"Imagen (Saharia et al. 2022) as a cascade of {len(stages)} DeepFloyd IF stages sharing one T5 "
+                  f"text encoding; each later stage enlarges the image before it, noise-augmented."]
+    for k, (class_name, base, _) in enumerate(stages, start=1):
+        paragraphs.append(f"Stage {k}: " + RECIPES[class_name].header.format(repo=base))
+        paragraphs.append(_downloads(base))
+    paragraphs += [MEMORY.get(tuple(_repo(base) for _, base, _ in stages), "")]
+    command = "dgraph export " + " ".join(base for _, base, _ in stages)
+    return _with_header(paragraphs, command, workflow)
+
+
+def _repo(base: str) -> str:
+    return base.removeprefix("hf://").split("@")[0]
 
 
 def _wrap(text: str, width: int = 100) -> list[str]:

@@ -21,6 +21,7 @@ from dgraph.node import derive_seed
 
 TOLERANCE = 1e-4
 TEXT_WIDTH = 20
+FLOAT32 = dict(dtype="float32", variant="")  # the tiny components have float32 files only
 
 
 def _tokenizer() -> T5Tokenizer:
@@ -117,7 +118,7 @@ def _stage_ii_reference(folder: Path, image: torch.Tensor, prompt, seed: int, pr
 def test_stage_i_equals_diffusers(stage_i, guidance_scale):
     prompts = ["A Red Fox", "the sea at night "]
     ours = Graph.from_pretrained(stage_i).execute(outputs=["image"], prompt=prompts, seed=4, steps=6,
-                                                  guidance_scale=guidance_scale).image.tensor
+                                                  guidance_scale=guidance_scale, **FLOAT32).image.tensor
     theirs = _stage_i_reference(stage_i, prompts, 4, num_inference_steps=6, guidance_scale=guidance_scale)
     assert theirs.shape == (2, 3, 8, 8)
     assert theirs.abs().mean() > 0.1
@@ -130,8 +131,29 @@ def test_stage_ii_alone_equals_diffusers(stage_ii, tmp_path):
     pixels = (torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8).numpy()
     PILImage.fromarray(pixels).save(tmp_path / "small.png")
     ours = Graph.from_pretrained(stage_ii).execute(outputs=["image"], prompt="a corgi", image=str(tmp_path / "small.png"),
-                                                   seed=2, steps=5, noise_level=100).image.tensor
+                                                   seed=2, steps=5, noise_level=100, **FLOAT32).image.tensor
     theirs = _stage_ii_reference(stage_ii, PILImage.open(tmp_path / "small.png"), "a corgi", 2,
                                  num_inference_steps=5, noise_level=100)
     assert theirs.shape == (1, 3, 16, 16)
     assert (ours - theirs).abs().max() < TOLERANCE
+
+
+def test_joined_cascade_equals_diffusers_stages_in_turn(stage_i, stage_ii):
+    graph = Graph.from_pretrained([stage_i, stage_ii])
+    result = graph.execute(outputs=["image", "stage1"], prompt="a corgi wearing a crown", seed=7, steps=4,
+                           stage2_steps=3, guidance_scale=5.0, stage2_guidance_scale=3.0, stage2_noise_level=50,
+                           **FLOAT32)
+    # diffusers' documented cascade: stage I's raw output and text encoding go to stage II.
+    first = diffusers.IFPipeline.from_pretrained(stage_i)
+    prompt_embeds, negative_embeds = first.encode_prompt("a corgi wearing a crown", clean_caption=False)
+    low = _stage_i_reference(stage_i, None, 7, prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
+                             num_inference_steps=4, guidance_scale=5.0)
+    high = _stage_ii_reference(stage_ii, low, None, 7, prefix="stage2_", prompt_embeds=prompt_embeds,
+                               negative_prompt_embeds=negative_embeds, num_inference_steps=3, guidance_scale=3.0,
+                               noise_level=50)
+    assert high.shape == (1, 3, 16, 16)
+    assert (result.stage1.tensor - low).abs().max() < TOLERANCE
+    assert (result.image.tensor - high).abs().max() < TOLERANCE
+    # One text encoding for both stages.
+    nodes = graph.to_dict()["nodes"]
+    assert [name for name, node in nodes.items() if node["type"] == "text.encode_prompt"] == ["prompt"]
