@@ -169,21 +169,24 @@ _PROMPT_INPUTS = {
 }
 
 
-def _guided_loop(p: str, nodes: dict[str, Any], denoiser: dict[str, Any], channels: int | None) -> None:
-    """Conditional and unconditional denoisers of one UNet, guided, sampled from fresh noise into {p}image."""
+def _guided_loop(p: str, nodes: dict[str, Any], denoiser: dict[str, Any], channels: int | None,
+                 prompt: str = "prompt", noise: dict[str, Any] | None = None) -> None:
+    """Conditional and unconditional denoisers of one UNet, guided, sampled from fresh noise (a latent.noise
+    node unless `noise` is given) into {p}sample."""
     for branch in ("cond", "uncond"):
         nodes[f"{p}{branch}"] = {"type": denoiser["type"],
-                                 "inputs": {**denoiser["inputs"], "context": f"@prompt.{branch}"}}
+                                 "inputs": {**denoiser["inputs"], "context": f"@{prompt}.{branch}"}}
     nodes[f"{p}guided"] = {"type": "guidance.cfg", "inputs": {
         "cond": f"@{p}cond.denoiser", "uncond": f"@{p}uncond.denoiser", "scale": f"${p}guidance_scale"}}
-    noise = {"unet": f"@{p}unet.unet", "context": "@prompt.cond", "images_per_prompt": "$images_per_prompt"}
-    if channels is not None:
-        noise["channels"] = channels
-    nodes[f"{p}noise"] = {"type": "latent.noise", "inputs": noise}
+    if noise is None:
+        noise = {"type": "latent.noise", "inputs": {"unet": f"@{p}unet.unet", "context": f"@{prompt}.cond",
+                                                    "images_per_prompt": "$images_per_prompt"}}
+        if channels is not None:
+            noise["inputs"]["channels"] = channels
+    nodes[f"{p}noise"] = noise
     nodes[f"{p}sample"] = {"type": "sample.loop", "inputs": {
         "denoiser": f"@{p}guided.denoiser", "scheduler": f"@{p}scheduler.scheduler", "latents": f"@{p}noise.latent",
         "steps": f"${p}steps"}}
-    nodes[f"{p}image"] = {"type": "image.from_latent", "inputs": {"latents": f"@{p}sample.latent"}}
 
 
 def _if_stage_i(parts: _Parts, p: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -192,6 +195,7 @@ def _if_stage_i(parts: _Parts, p: str = "") -> tuple[dict[str, Any], dict[str, A
         f"{p}scheduler": {"type": "scheduler.ddpm", "inputs": {"config": parts["scheduler"]}},
     }
     _guided_loop(p, nodes, {"type": "denoiser.model", "inputs": {"unet": f"@{p}unet.unet"}}, None)
+    nodes[f"{p}image"] = {"type": "image.from_latent", "inputs": {"latents": f"@{p}sample.latent"}}
     inputs = {f"{p}steps": {"type": "int", "default": 100, "description": "stage I: DDPM steps"},
               f"{p}guidance_scale": {"type": "float", "default": 7.0,
                                      "description": "stage I: classifier-free guidance scale (1 = off)"}}
@@ -205,22 +209,65 @@ def _if_stage_ii(parts: _Parts, p: str = "", low_res: str | None = None) -> tupl
         f"{p}noising": {"type": "scheduler.ddpm", "inputs": {"config": parts["image_noising_scheduler"]}},
     }
     inputs: dict[str, Any] = {}
-    if low_res is None:  # a stage on its own reads its input image from a file
-        nodes[f"{p}low_res"] = {"type": "image.load", "inputs": {"path": "$image"}}
-        low_res = f"@{p}low_res.image"
-        inputs["image"] = {"type": "str", "description": "the image to enlarge (e.g. a 64 px stage I result)"}
+    low_res = _low_res_input(p, nodes, inputs, low_res)
     nodes[f"{p}upscaled"] = {"type": "image.noise_augment", "inputs": {
         "image": low_res, "scheduler": f"@{p}noising.scheduler", "unet": f"@{p}unet.unet",
         "noise_level": f"${p}noise_level"}}
     denoiser = {"type": "denoiser.image_conditioned", "inputs": {
         "unet": f"@{p}unet.unet", "image": f"@{p}upscaled.image", "noise_level": f"${p}noise_level"}}
     _guided_loop(p, nodes, denoiser, 3)  # RGB: the UNet reads 6 channels, the sample and the image
+    nodes[f"{p}image"] = {"type": "image.from_latent", "inputs": {"latents": f"@{p}sample.latent"}}
     inputs.update({
         f"{p}steps": {"type": "int", "default": 50, "description": "stage II: DDPM steps"},
         f"{p}guidance_scale": {"type": "float", "default": 4.0,
                                "description": "stage II: classifier-free guidance scale (1 = off)"},
         f"{p}noise_level": {"type": "int", "default": 250,
                             "description": "stage II: how strongly the input image is noised (0-999)"}})
+    return nodes, inputs
+
+
+def _low_res_input(p: str, nodes: dict[str, Any], inputs: dict[str, Any], low_res: str | None) -> str:
+    """The reference to a stage's input image: the stage before it, or (a stage on its own) a file."""
+    if low_res is not None:
+        return low_res
+    nodes[f"{p}low_res"] = {"type": "image.load", "inputs": {"path": "$image"}}
+    inputs["image"] = {"type": "str", "description": "the image to enlarge (e.g. a previous stage's PNG)"}
+    return f"@{p}low_res.image"
+
+
+def _x4_stage(parts: _Parts, p: str = "", low_res: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stable Diffusion's x4 upscaler: CLIP text states, the low-resolution image noised by low_res_scheduler
+    and concatenated with the latents at its own size, DDIM, then the VAE decodes at 4x."""
+    nodes: dict[str, Any] = {
+        f"{p}tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
+        f"{p}text_encoder": {"type": "load.text_encoder", "inputs": _weights(parts["text_encoder"])},
+        f"{p}prompt": {"type": "text.encode_prompt", "inputs": {
+            "tokenizer": f"@{p}tokenizer.tokenizer", "text_encoder": f"@{p}text_encoder.text_encoder",
+            "prompt": "$prompt", "negative_prompt": "$negative_prompt", "max_length": 77}},
+        f"{p}unet": {"type": "load.unet", "inputs": _weights(parts["unet"])},
+        f"{p}vae": {"type": "load.vae", "inputs": _weights(parts["vae"])},
+        f"{p}scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
+        f"{p}noising": {"type": "scheduler.ddpm", "inputs": {"config": parts["low_res_scheduler"]}},
+    }
+    inputs: dict[str, Any] = {}
+    low_res = _low_res_input(p, nodes, inputs, low_res)
+    nodes[f"{p}upscaled"] = {"type": "image.noise_augment", "inputs": {
+        "image": low_res, "scheduler": f"@{p}noising.scheduler", "noise_level": f"${p}noise_level", "resize": False}}
+    denoiser = {"type": "denoiser.image_conditioned", "inputs": {
+        "unet": f"@{p}unet.unet", "image": f"@{p}upscaled.image", "noise_level": f"${p}noise_level"}}
+    noise = {"type": "latent.noise_for_image", "inputs": {
+        "image": f"@{p}upscaled.image", "vae": f"@{p}vae.vae", "context": f"@{p}prompt.cond",
+        "images_per_prompt": "$images_per_prompt"}}
+    _guided_loop(p, nodes, denoiser, None, prompt=f"{p}prompt", noise=noise)
+    nodes[f"{p}sample"]["inputs"]["eta"] = f"${p}eta"
+    nodes[f"{p}image"] = {"type": "vae.decode", "inputs": {"vae": f"@{p}vae.vae", "latents": f"@{p}sample.latent"}}
+    inputs.update({
+        f"{p}steps": {"type": "int", "default": 75, "description": "x4 upscaler: DDIM steps"},
+        f"{p}guidance_scale": {"type": "float", "default": 9.0,
+                               "description": "x4 upscaler: classifier-free guidance scale (1 = off)"},
+        f"{p}noise_level": {"type": "int", "default": 20,
+                            "description": "x4 upscaler: how strongly the input image is noised (0-350)"},
+        f"{p}eta": {"type": "float", "default": 0.0, "description": "x4 upscaler: DDIM noise scale (0 = deterministic)"}})
     return nodes, inputs
 
 
@@ -242,6 +289,14 @@ def _if_i(parts: _Parts) -> dict[str, Any]:
                      [(_if_text(parts), {}), stage], "")
 
 
+def _x4(parts: _Parts) -> dict[str, Any]:
+    stage = _x4_stage(parts)
+    graph = _if_graph("x4_upscaler", "Stable Diffusion x4 upscaler: an image (--image) enlarged 4x in latent space.",
+                      [stage], "")
+    graph["inputs"]["prompt"]["default"] = "a photograph"
+    return graph
+
+
 def _if_ii(parts: _Parts) -> dict[str, Any]:
     stage = _if_stage_ii(parts)
     return _if_graph("if_stage_ii", "DeepFloyd IF stage II: a 64 px image enlarged 4x, guided by T5 text states.",
@@ -249,7 +304,7 @@ def _if_ii(parts: _Parts) -> dict[str, Any]:
 
 
 # How a later stage of a cascade reads the image of the stage before it.
-_LATER_STAGES = {"IFSuperResolutionPipeline": _if_stage_ii}
+_LATER_STAGES = {"IFSuperResolutionPipeline": _if_stage_ii, "StableDiffusionUpscalePipeline": _x4_stage}
 
 
 def cascade_workflow(stages: list[tuple[str, str, dict[str, str | None]]]) -> dict[str, Any]:
@@ -295,6 +350,9 @@ RECIPES: dict[str, PipelineRecipe] = {
     "IFSuperResolutionPipeline": PipelineRecipe(_if_ii, "DeepFloyd IF stage II: an image (--image) resized, "
                                                         "noise-augmented, and enlarged by a text-conditioned "
                                                         "pixel-space UNet in a DDPM loop, from {repo}."),
+    "StableDiffusionUpscalePipeline": PipelineRecipe(_x4, "Stable Diffusion x4 upscaler: an image (--image) "
+                                                          "noise-augmented beside the latents of a text-conditioned "
+                                                          "UNet in a DDIM loop, decoded 4x larger by the VAE of {repo}."),
 }
 
 

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from dgraph.node import Context, node
 from dgraph.sampling import ImageConditionedDenoiser, noise_augment
-from dgraph.types import Denoiser, Image, Scheduler, TextEmbedding, UNet
+from dgraph.types import VAE, Denoiser, Image, Latent, Scheduler, TextEmbedding, UNet
 from nodes.sampling import _wants_mask as wants_mask
+from nodes.sampling import _vae_geometry, latent_noise
 
 NoiseLevel = Annotated[int, Field(ge=0, le=10_000)]
 Size = Annotated[int, Field(ge=1, le=16384)]
@@ -55,3 +56,19 @@ def image_conditioned_denoiser(unet: UNet, image: Image, noise_level: NoiseLevel
     hidden = context.hidden_states if context is not None else None
     mask = context.attention_mask if context is not None and wants_mask(unet) else None
     return ImageConditionedDenoiser(unet, pixels, hidden, mask, labels)
+
+
+@node("latent.noise_for_image", random=True,
+      description="Initial latents the size of an image (a latent upscaler works at its input's resolution).")
+def noise_for_image(ctx: Context, image: Image, vae: VAE, context: Optional[TextEmbedding] = None,
+                    images_per_prompt: Size = 1) -> Latent:
+    """Standard normal latents of the VAE's channels with the image's height and width, seeded from the
+    graph seed; the decoded result is the VAE's factor larger than the image.
+
+    context: text conditioning; its batch (the number of prompts) sets the batch
+    images_per_prompt: latents per prompt
+    """
+    height, width = image.tensor.shape[-2:]
+    factor = _vae_geometry(vae)[1]
+    return latent_noise(ctx, batch_size=image.tensor.shape[0], height=height * factor, width=width * factor,
+                        vae=vae, context=context, images_per_prompt=images_per_prompt)

@@ -157,3 +157,71 @@ def test_joined_cascade_equals_diffusers_stages_in_turn(stage_i, stage_ii):
     # One text encoding for both stages.
     nodes = graph.to_dict()["nodes"]
     assert [name for name, node in nodes.items() if node["type"] == "text.encode_prompt"] == ["prompt"]
+
+
+@pytest.fixture(scope="module")
+def x4_upscaler(tmp_path_factory) -> Path:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = tmp_path_factory.mktemp("x4")
+    torch.manual_seed(3)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=7, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+        norm_num_groups=8, attention_head_dim=4, cross_attention_dim=24, num_class_embeds=400,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 8, 8), layers_per_block=1, latent_channels=4,
+                                  norm_num_groups=4, down_block_types=("DownEncoderBlock2D",) * 3,
+                                  up_block_types=("UpDecoderBlock2D",) * 3, scaling_factor=0.08333)
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=48, hidden_size=24, intermediate_size=32,
+                                                num_hidden_layers=2, num_attention_heads=4,
+                                                max_position_embeddings=77)).eval()
+    tokenizer = _tokenizer()
+    tokenizer.model_max_length = 77
+    pipe = diffusers.StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        low_res_scheduler=diffusers.DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02),
+        scheduler=diffusers.DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02,
+                                          prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
+                                          steps_offset=1),
+        safety_checker=None, feature_extractor=None, watermarker=None, max_noise_level=350)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _x4_reference(folder: Path, image, prompt, seed: int, prefix: str = "", **options) -> torch.Tensor:
+    """diffusers draws the augmentation noise ("upscaled"), the initial latents ("noise"), then DDIM's ("sample")."""
+    pipe = diffusers.StableDiffusionUpscalePipeline.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(derive_seed(seed, f"{prefix}upscaled"))
+    _reseed_after(pipe.low_res_scheduler, "add_noise", generator, derive_seed(seed, f"{prefix}noise"))
+    _reseed_after(pipe, "prepare_latents", generator, derive_seed(seed, f"{prefix}sample"))
+    return pipe(prompt=prompt, image=image, generator=generator, output_type="pt", **options).images
+
+
+def test_x4_upscaler_alone_equals_diffusers(x4_upscaler, tmp_path):
+    from PIL import Image as PILImage
+
+    pixels = (torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    PILImage.fromarray(pixels).save(tmp_path / "small.png")
+    ours = Graph.from_pretrained(x4_upscaler).execute(
+        outputs=["image"], prompt="a red fox", image=str(tmp_path / "small.png"), seed=3, steps=4,
+        guidance_scale=6.0, noise_level=40, **FLOAT32).image
+    theirs = _x4_reference(x4_upscaler, PILImage.open(tmp_path / "small.png"), "a red fox", 3,
+                           num_inference_steps=4, guidance_scale=6.0, noise_level=40)
+    assert theirs.shape == (1, 3, 32, 32)
+    assert ((ours.tensor / 2 + 0.5).clamp(0, 1) - theirs).abs().max() < TOLERANCE
+
+
+def test_three_stage_cascade_equals_diffusers_stages_in_turn(stage_i, stage_ii, x4_upscaler):
+    prompts = ["a red fox", "the sea at night"]
+    result = Graph.from_pretrained([stage_i, stage_ii, x4_upscaler]).execute(
+        outputs=["image", "stage2"], prompt=prompts, seed=1, steps=3, stage2_steps=2, stage3_steps=3,
+        stage3_noise_level=30, **FLOAT32)
+    first = diffusers.IFPipeline.from_pretrained(stage_i)
+    prompt_embeds, negative_embeds = first.encode_prompt(prompts, clean_caption=False)
+    shared = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds)
+    low = _stage_i_reference(stage_i, None, 1, num_inference_steps=3, **shared)
+    middle = _stage_ii_reference(stage_ii, low, None, 1, prefix="stage2_", num_inference_steps=2, **shared)
+    high = _x4_reference(x4_upscaler, middle, prompts, 1, prefix="stage3_", num_inference_steps=3, noise_level=30)
+    assert high.shape == (2, 3, 64, 64)
+    assert (result.stage2.tensor - middle).abs().max() < TOLERANCE
+    assert ((result.image.tensor / 2 + 0.5).clamp(0, 1) - high).abs().max() < TOLERANCE
