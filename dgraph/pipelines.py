@@ -307,6 +307,18 @@ def _if_ii(parts: _Parts) -> dict[str, Any]:
 _LATER_STAGES = {"IFSuperResolutionPipeline": _if_stage_ii, "StableDiffusionUpscalePipeline": _x4_stage}
 
 
+# What each stage does inside a cascade, for the header of exported cascades.
+_IN_A_CASCADE = {
+    "IFPipeline": "T5 text states -> pixel-space UNet (learned variance, DDPM, classifier-free guidance, dynamic "
+                  "thresholding) -> an image at its UNet's sample size (64 px for IF-I).",
+    "IFSuperResolutionPipeline": "the previous image resized to its UNet's sample size (256 px for IF-II), noised "
+                                 "by its image_noising_scheduler, beside the sample of a text-conditioned "
+                                 "pixel-space UNet in a DDPM loop.",
+    "StableDiffusionUpscalePipeline": "the previous image noised by its low_res_scheduler beside the latents of a "
+                                      "CLIP-text-conditioned UNet (DDIM), decoded 4x larger by its VAE.",
+}
+
+
 def cascade_workflow(stages: list[tuple[str, str, dict[str, str | None]]]) -> dict[str, Any]:
     """One workflow from pipeline stages [(class name, base, components), ...]: the first stage's text
     encoding feeds every stage, and each later stage enlarges the image of the one before.
@@ -411,12 +423,20 @@ DOWNLOADS = {
                               "UNet (about 2.5 GB in fp16); alone it also loads that repo's copy of the T5 encoder.",
 }
 
+DOWNLOADS["stabilityai/stable-diffusion-x4-upscaler"] = (
+    "Downloads stabilityai/stable-diffusion-x4-upscaler: its UNet, CLIP text encoder and 4x VAE, and its two "
+    "scheduler configs (DDIM for sampling, DDPM for noising the input).")
+
 # What a cascade needs on a GPU, for the header of exported cascades.
 MEMORY = {
     ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-II-L-v1.0"):
         "Memory in float16, weights: the T5 encoder about 9.5 GB, stage I about 8.6 GB, stage II about 2.4 GB; "
         "about 21 GB with all three resident on one device, plus activations (DeepFloyd quotes 16 GB of GPU "
         "memory for both stages when the encoder is moved off after encoding).",
+    ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-II-L-v1.0", "stabilityai/stable-diffusion-x4-upscaler"):
+        "Memory in float16, weights: the T5 encoder about 9.5 GB, stage I about 8.6 GB, stage II about 2.4 GB, "
+        "plus the x4 upscaler's models; DeepFloyd quotes 24 GB of GPU memory for the three stages when the "
+        "encoder is moved off after encoding. Ask for `--output stage2` to stop at 256 px.",
 }
 
 
@@ -446,10 +466,11 @@ def export_text(class_name: str, base: str, components: dict[str, str | None], d
 def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) -> str:
     """A cascade (`cascade_workflow`) as YAML text, its header naming each stage and what it downloads."""
     workflow = cascade_workflow(stages)
-    paragraphs = [f"Imagen (Saharia et al. 2022) as a cascade of {len(stages)} DeepFloyd IF stages sharing one T5 "
-                  f"text encoding; each later stage enlarges the image before it, noise-augmented."]
+    paragraphs = [f"Imagen (Saharia et al. 2022) as a cascade of {len(stages)} stages. DeepFloyd IF's stages share "
+                  f"one T5 text encoding; each later stage enlarges the image before it, noise-augmented "
+                  f"(--stageK_noise_level sets how strongly)."]
     for k, (class_name, base, _) in enumerate(stages, start=1):
-        paragraphs.append(f"Stage {k}: " + RECIPES[class_name].header.format(repo=base))
+        paragraphs.append(f"Stage {k}, {base}: {_IN_A_CASCADE[class_name]}")
         paragraphs.append(_downloads(base))
     paragraphs += [MEMORY.get(tuple(_repo(base) for _, base, _ in stages), "")]
     command = "dgraph export " + " ".join(base for _, base, _ in stages)

@@ -225,3 +225,83 @@ def test_three_stage_cascade_equals_diffusers_stages_in_turn(stage_i, stage_ii, 
     assert high.shape == (2, 3, 64, 64)
     assert (result.stage2.tensor - middle).abs().max() < TOLERANCE
     assert ((result.image.tensor / 2 + 0.5).clamp(0, 1) - high).abs().max() < TOLERANCE
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_t5_loads_the_half_precision_variant(tmp_path, dtype):
+    from dgraph.text import encode, load_text_encoder, tokenize
+
+    _text_encoder(5).to(dtype).save_pretrained(tmp_path, variant="fp16")
+    assert (tmp_path / "model.fp16.safetensors").is_file() and not (tmp_path / "model.safetensors").exists()
+    ours = load_text_encoder(tmp_path, variant="fp16", torch_dtype=dtype)
+    # transformers keeps T5's feed-forward output layers in float32 when it loads half precision; so do we.
+    reference = T5EncoderModel.from_pretrained(tmp_path, variant="fp16", dtype=dtype)
+    tokens = tokenize(_tokenizer(), ["a red fox", "the"], max_length=77)
+    hidden, mask = encode(ours, tokens)
+    with torch.no_grad():
+        expected = reference(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
+    assert hidden.dtype == dtype
+    assert mask.tolist()[1][:3] == [1, 1, 0]
+    assert (hidden.float() - expected.float()).abs().max() == 0
+
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+IF_I_XL = ("IFPipeline", "hf://DeepFloyd/IF-I-XL-v1.0",
+           {c: c for c in ("text_encoder", "tokenizer", "unet", "scheduler", "safety_checker", "feature_extractor",
+                           "watermarker")})
+IF_II_L = ("IFSuperResolutionPipeline", "hf://DeepFloyd/IF-II-L-v1.0",
+           {c: c for c in ("text_encoder", "tokenizer", "unet", "scheduler", "image_noising_scheduler",
+                           "safety_checker", "feature_extractor", "watermarker")})
+X4 = ("StableDiffusionUpscalePipeline", "hf://stabilityai/stable-diffusion-x4-upscaler",
+      {c: c for c in ("vae", "text_encoder", "tokenizer", "unet", "low_res_scheduler", "scheduler")})
+
+
+@pytest.mark.parametrize("name, stages", [("imagen.yaml", [IF_I_XL, IF_II_L]), ("imagen_x4.yaml", [IF_I_XL, IF_II_L, X4])])
+def test_shipped_cascades_are_what_export_writes(name, stages):
+    from dgraph.pipelines import export_cascade_text
+
+    assert (WORKFLOWS / name).read_text() == export_cascade_text(stages)
+
+
+def test_shipped_cascade_runs_on_local_components(stage_i, stage_ii):
+    graph = Graph.load(WORKFLOWS / "imagen.yaml")
+    for node, sub in [("tokenizer", "tokenizer"), ("text_encoder", "text_encoder")]:
+        graph.set(f"{node}.source", str(stage_i / sub))
+    for prefix, folder in [("", stage_i), ("stage2_", stage_ii)]:
+        graph.set(f"{prefix}unet.source", str(folder / "unet"))
+        graph.set(f"{prefix}scheduler.config", str(folder / "scheduler"))
+    graph.set("stage2_noising.config", str(stage_ii / "image_noising_scheduler"))
+    ours = graph.execute(outputs=["image"], seed=7, steps=4, stage2_steps=3, guidance_scale=5.0,
+                         stage2_guidance_scale=3.0, stage2_noise_level=50, prompt="a corgi wearing a crown", **FLOAT32)
+    joined = Graph.from_pretrained([stage_i, stage_ii]).execute(
+        outputs=["image"], seed=7, steps=4, stage2_steps=3, guidance_scale=5.0, stage2_guidance_scale=3.0,
+        stage2_noise_level=50, prompt="a corgi wearing a crown", **FLOAT32)
+    assert torch.equal(ours.image.tensor, joined.image.tensor)
+
+
+def test_export_joins_stage_folders_and_the_file_runs(stage_i, stage_ii, tmp_path, capsys):
+    from dgraph.cli import main
+
+    out = tmp_path / "cascade.yaml"
+    assert main(["export", str(stage_i), str(stage_ii), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert f"# Written by `dgraph export {stage_i} {stage_ii}`" in text
+    assert main(["run", str(out), "--prompt", "a fox", "--steps", "2", "--stage2-steps", "2", "--dtype", "float32",
+                 "--variant", "", "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["imagen_000.png"]
+    from PIL import Image as PILImage
+
+    assert PILImage.open(tmp_path / "out" / "imagen_000.png").size == (16, 16)
+
+
+def test_a_cascade_must_start_with_text_to_image(stage_i, stage_ii):
+    from dgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        Graph.from_pretrained([stage_ii, stage_i])
+    assert str(caught.value) == (f"{stage_ii}: a cascade starts with a text-to-image stage (IFPipeline), "
+                                 f"not IFSuperResolutionPipeline")
+    with pytest.raises(ConfigError) as caught:
+        Graph.from_pretrained([stage_i, stage_i])
+    assert str(caught.value) == (f"{stage_i}: IFPipeline cannot follow another stage; later stages can be: "
+                                 f"IFSuperResolutionPipeline, StableDiffusionUpscalePipeline")
