@@ -279,7 +279,8 @@ def _if_graph(name: str, description: str, stages: list[tuple[dict, dict]], pref
         inputs.update(stage_inputs)
     nodes["save"] = {"type": "image.save", "inputs": {"image": f"@{prefix}image.image", "prefix": name}}
     outputs = {"image": f"@{prefix}image.image", "files": "@save.paths", **(stage_outputs or {})}
-    return {"dgraph": 1, "name": name, "description": description, "inputs": {**_PROMPT_INPUTS, **inputs},
+    shared = {key: dict(value) for key, value in _PROMPT_INPUTS.items()}  # callers may change a default
+    return {"dgraph": 1, "name": name, "description": description, "inputs": {**shared, **inputs},
             "nodes": nodes, "outputs": outputs}
 
 

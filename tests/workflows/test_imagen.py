@@ -154,6 +154,10 @@ def test_joined_cascade_equals_diffusers_stages_in_turn(stage_i, stage_ii):
     assert high.shape == (1, 3, 16, 16)
     assert (result.stage1.tensor - low).abs().max() < TOLERANCE
     assert (result.image.tensor - high).abs().max() < TOLERANCE
+    # Stage I keeps its names in the cascade: a seed gives the image of the stage alone.
+    alone = Graph.from_pretrained(stage_i).execute(outputs=["image"], prompt="a corgi wearing a crown", seed=7,
+                                                   steps=4, guidance_scale=5.0, **FLOAT32).image
+    assert torch.equal(alone.tensor, result.stage1.tensor)
     # One text encoding for both stages.
     nodes = graph.to_dict()["nodes"]
     assert [name for name, node in nodes.items() if node["type"] == "text.encode_prompt"] == ["prompt"]
@@ -211,6 +215,8 @@ def test_x4_upscaler_alone_equals_diffusers(x4_upscaler, tmp_path):
     assert ((ours.tensor / 2 + 0.5).clamp(0, 1) - theirs).abs().max() < TOLERANCE
 
 
+# diffusers' IF documentation passes stage II's [-1, 1] tensors to the x4 upscaler, which it now deprecates.
+@pytest.mark.filterwarnings("ignore:Passing `image` as torch tensor with value range in \\[-1,1\\]:FutureWarning")
 def test_three_stage_cascade_equals_diffusers_stages_in_turn(stage_i, stage_ii, x4_upscaler):
     prompts = ["a red fox", "the sea at night"]
     result = Graph.from_pretrained([stage_i, stage_ii, x4_upscaler]).execute(
