@@ -102,7 +102,7 @@ def test_unsupported_pipeline_names_it_and_the_supported_ones(tmp_path):
         Graph.from_pretrained(tmp_path)
     assert str(caught.value) == (f"{tmp_path}: pipeline class 'StableCascadePipeline' has no graph in dgraph; "
                                  "supported: DDIMPipeline, DDPMPipeline, IFPipeline, IFSuperResolutionPipeline, "
-                                 "LDMPipeline, LDMTextToImagePipeline")
+                                 "LDMPipeline, LDMTextToImagePipeline, StableDiffusionUpscalePipeline")
 
 
 @pytest.mark.parametrize("name, class_name, base, components", [
