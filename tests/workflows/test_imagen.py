@@ -300,6 +300,20 @@ def test_export_joins_stage_folders_and_the_file_runs(stage_i, stage_ii, tmp_pat
     assert PILImage.open(tmp_path / "out" / "imagen_000.png").size == (16, 16)
 
 
+def test_run_a_super_resolution_folder_with_an_image(stage_ii, tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    from dgraph.cli import main
+
+    PILImage.new("RGB", (8, 8), (200, 30, 90)).save(tmp_path / "small.png")
+    assert main(["run", str(stage_ii), "--prompt", "a fox", "--image", str(tmp_path / "small.png"), "--steps", "2",
+                 "--dtype", "float32", "--variant", "", "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert PILImage.open(tmp_path / "out" / "if_stage_ii_000.png").size == (16, 16)
+    assert main(["run", str(stage_ii), "--prompt", "a fox", "-q", "-o", str(tmp_path / "out")]) == 1
+    assert "graph input 'image' (str) has no default: pass it (--image VALUE on the command line" in \
+        capsys.readouterr().err
+
+
 def test_a_cascade_must_start_with_text_to_image(stage_i, stage_ii):
     from dgraph.errors import ConfigError
 
