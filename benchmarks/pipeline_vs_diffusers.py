@@ -6,6 +6,12 @@ process (for an honest peak RSS); the figures and ratios are printed.
 
 Goals: dgraph ≤ 1.0× diffusers and ≤ 1.05× the hand-written loop; the second `execute` of a loaded graph
 with a new seed ≤ 0.5× the first (models and text embeddings reused).
+
+    python benchmarks/pipeline_vs_diffusers.py --case cascade [--steps 20] [--device cuda]
+
+A DeepFloyd IF cascade (T5 -> stage I -> stage II, random components of a few tens of millions of
+parameters): dgraph's joined cascade graph against diffusers' IFPipeline then IFSuperResolutionPipeline
+on the same embeddings, wall time and peak memory (RSS on the CPU, allocated GPU memory on CUDA).
 """
 from __future__ import annotations
 
@@ -47,6 +53,110 @@ def build(folder: Path) -> None:
     print(f"UNet: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f} M parameters; "
           f"LDM-BERT: {sum(p.numel() for p in bert.parameters()) / 1e6:.1f} M; "
           f"VAE: {sum(p.numel() for p in vae.parameters()) / 1e6:.1f} M")
+
+
+def build_cascade(folder: Path) -> None:
+    """IF stage I (32 px) and stage II (128 px) pipelines with a small T5, saved by diffusers."""
+    import diffusers
+    import torch
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"] + [(f"▁{w}", -1.0) for w in PROMPT.split()]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+    torch.manual_seed(0)
+    text_encoder = T5EncoderModel(T5Config(vocab_size=64, d_model=256, d_kv=32, d_ff=1024, num_layers=4,
+                                           num_heads=8, dropout_rate=0.0))
+
+    def unet(sample_size: int, in_channels: int, channels: tuple[int, ...], **extra):
+        return diffusers.UNet2DConditionModel(
+            sample_size=sample_size, in_channels=in_channels, out_channels=6, block_out_channels=channels,
+            layers_per_block=2, attention_head_dim=32, cross_attention_dim=channels[-1], encoder_hid_dim=256,
+            down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * (len(channels) - 1),
+            up_block_types=("SimpleCrossAttnUpBlock2D",) * (len(channels) - 1) + ("ResnetUpsampleBlock2D",),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn", addition_embed_type="text",
+            addition_embed_type_num_heads=8, cross_attention_norm="group_norm",
+            resnet_time_scale_shift="scale_shift", act_fn="gelu", time_embedding_act_fn="gelu", **extra)
+
+    def scheduler():
+        return diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range",
+                                       thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5)
+
+    common = dict(tokenizer=tokenizer, text_encoder=text_encoder, safety_checker=None, feature_extractor=None,
+                  watermarker=None, requires_safety_checker=False)
+    first = unet(32, 3, (64, 128, 256))
+    diffusers.IFPipeline(unet=first, scheduler=scheduler(), **common).save_pretrained(folder / "stage_i")
+    second = unet(128, 6, (32, 64, 128, 256), class_embed_type="timestep")
+    diffusers.IFSuperResolutionPipeline(
+        unet=second, scheduler=scheduler(), image_noising_scheduler=diffusers.DDPMScheduler(
+            beta_schedule="squaredcos_cap_v2"), **common).save_pretrained(folder / "stage_ii")
+    print(f"T5: {sum(p.numel() for p in text_encoder.parameters()) / 1e6:.1f} M parameters; "
+          f"stage I UNet: {sum(p.numel() for p in first.parameters()) / 1e6:.1f} M; "
+          f"stage II UNet: {sum(p.numel() for p in second.parameters()) / 1e6:.1f} M")
+
+
+def cascade_child(kind: str, folder: str, steps: int, device: str) -> dict:
+    """One cascade run (then the best of three more with new seeds) in this process."""
+    import torch
+
+    stages = [f"{folder}/stage_i", f"{folder}/stage_ii"]
+    options = dict(steps=steps, stage2_steps=max(1, steps // 2), dtype="float32", variant="")
+    out: dict = {}
+    if kind == "dgraph":
+        from dgraph.graph import Graph
+
+        start = time.perf_counter()
+        graph = Graph.from_pretrained(stages)
+        graph.execute(outputs=["image"], prompt=PROMPT, seed=1, device=device, **options)
+        out["first"] = time.perf_counter() - start
+        out["second"] = best(lambda seed: graph.execute(outputs=["image"], prompt=PROMPT, seed=seed, device=device,
+                                                        **options))
+    else:
+        import diffusers
+
+        start = time.perf_counter()
+        first = diffusers.IFPipeline.from_pretrained(stages[0]).to(device)
+        second = diffusers.IFSuperResolutionPipeline.from_pretrained(stages[1], text_encoder=None).to(device)
+        for pipe in (first, second):
+            pipe.set_progress_bar_config(disable=True)
+
+        def once(seed: int) -> None:
+            generator = torch.Generator().manual_seed(seed)
+            embeds, negative = first.encode_prompt(PROMPT, clean_caption=False)
+            low = first(prompt_embeds=embeds, negative_prompt_embeds=negative, num_inference_steps=steps,
+                        generator=generator, output_type="pt").images
+            second(image=low, prompt_embeds=embeds, negative_prompt_embeds=negative, generator=generator,
+                   num_inference_steps=options["stage2_steps"], output_type="pt")
+
+        once(1)
+        out["first"] = time.perf_counter() - start
+        out["second"] = best(once)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.startswith("cuda"):
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def cascade(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        build_cascade(Path(tmp))
+        results = {}
+        for kind in ("diffusers", "dgraph"):
+            done = subprocess.run([sys.executable, __file__, "--case", "cascade", "--child", kind, tmp, "--steps",
+                                   str(args.steps), "--threads", str(args.threads), "--device", args.device],
+                                  capture_output=True, text=True, check=True)
+            results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nIF cascade, 32 px -> 128 px, {args.steps} + {max(1, args.steps // 2)} DDPM steps, guidance 7 / 4, "
+          f"on {args.device}, {args.threads} threads (first run includes loading)")
+    gpu = "peak_gpu_mb" in results["dgraph"]
+    print(f"{'':12}{'first s':>10}{'next s':>10}{'peak RSS MB':>13}" + (f"{'peak GPU MB':>13}" if gpu else ""))
+    for kind, r in results.items():
+        print(f"{kind:12}{r['first']:10.2f}{r['second']:10.2f}{r['peak_rss_mb']:13.0f}"
+              + (f"{r['peak_gpu_mb']:13.0f}" if gpu else ""))
+    d, f = results["dgraph"], results["diffusers"]
+    print(f"\ndgraph / diffusers (next runs): {d['second'] / f['second']:.3f}   (goal ≤ 1.0)")
+    memory = "peak_gpu_mb" if gpu else "peak_rss_mb"
+    print(f"dgraph / diffusers ({memory}): {d[memory] / f[memory]:.3f}")
 
 
 def best(run, repeats: int = 3) -> float:
@@ -123,7 +233,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"))
+    parser.add_argument("--case", choices=["ldm", "cascade"], default="ldm")
+    parser.add_argument("--device", default="cpu", help="cascade case: cpu or cuda")
     args = parser.parse_args()
+    if args.case == "cascade":
+        if args.child:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            print(json.dumps(cascade_child(args.child[0], args.child[1], args.steps, args.device)))
+        else:
+            cascade(args)
+        return
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.steps, args.size, args.threads)))
         return

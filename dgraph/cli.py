@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write the workflow of a diffusers pipeline folder or repo",
                        description="Read model_index.json of a diffusers pipeline (folder, repo id or hf://repo@rev) "
-                                   "and write the equivalent workflow file.")
-    p.add_argument("pipeline", help="a folder, owner/repo or hf://owner/repo@revision")
+                                   "and write the equivalent workflow file. Several stage pipelines (e.g. DeepFloyd IF "
+                                   "stage I then stage II) are joined into one cascade with a shared text encoding.")
+    p.add_argument("pipeline", nargs="+", help="a folder, owner/repo or hf://owner/repo@revision (several: a cascade)")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
     p.add_argument("--pipeline-class", help="build this pipeline class instead (e.g. DDIMPipeline over a DDPM repo)")
 
@@ -364,11 +365,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .configuration import write_text_atomic
-    from .pipelines import export_text, read_pipeline
+    from .pipelines import export_cascade_text, export_text, read_stage
 
-    class_name, components, source = read_pipeline(args.pipeline)
-    base = args.pipeline if source.kind == "folder" else str(source)
-    text = export_text(args.pipeline_class or class_name, base, components)
+    stages = [read_stage(pipeline) for pipeline in args.pipeline]
+    if len(stages) > 1:
+        if args.pipeline_class:
+            raise UsageError("--pipeline-class applies to a single pipeline, not to a cascade")
+        text = export_cascade_text(stages)
+    else:
+        class_name, base, components = stages[0]
+        text = export_text(args.pipeline_class or class_name, base, components)
     if args.output:
         write_text_atomic(args.output, text)
     else:

@@ -128,19 +128,26 @@ class Graph:
         return graph
 
     @classmethod
-    def from_pretrained(cls, pretrained: str | os.PathLike, *, pipeline_class: str | None = None,
-                        registry: Registry | None = None) -> "Graph":
+    def from_pretrained(cls, pretrained: str | os.PathLike | list[str | os.PathLike], *,
+                        pipeline_class: str | None = None, registry: Registry | None = None) -> "Graph":
         """The graph of a diffusers pipeline folder or repo (read from its model_index.json).
 
         `pipeline_class` builds another supported pipeline over the same components (e.g. DDIMPipeline
-        over a DDPM repo).
+        over a DDPM repo). A list of stage pipelines (DeepFloyd IF stage I, then stage II) gives one
+        cascade whose stages share the first stage's text encoding.
         """
-        from .pipelines import pipeline_workflow, read_pipeline
+        from .pipelines import cascade_workflow, pipeline_workflow, read_stage
 
-        class_name, components, source = read_pipeline(os.fspath(pretrained))
-        base = os.fspath(pretrained) if source.kind == "folder" else str(source)
-        graph = cls(pipeline_workflow(pipeline_class or class_name, base, components), registry=registry,
-                    filename=f"{pretrained}#model_index.json")
+        sources = [os.fspath(p) for p in pretrained] if isinstance(pretrained, (list, tuple)) else [os.fspath(pretrained)]
+        stages = [read_stage(source) for source in sources]
+        if len(stages) > 1:
+            if pipeline_class is not None:
+                raise DgraphError("pipeline_class applies to a single pipeline, not to a cascade")
+            workflow = cascade_workflow(stages)
+        else:
+            class_name, base, components = stages[0]
+            workflow = pipeline_workflow(pipeline_class or class_name, base, components)
+        graph = cls(workflow, registry=registry, filename=f"{sources[0]}#model_index.json")
         graph.check()
         return graph
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import cascades
 from .configuration import read_json
 from .errors import ConfigError, HubError, SourceError
 from .hub import Source, as_source, fetch_file
@@ -152,6 +153,15 @@ RECIPES: dict[str, PipelineRecipe] = {
     "LDMTextToImagePipeline": PipelineRecipe(_ldm_text, "Text-to-image latent diffusion (Rombach et al. 2022): "
                                                         "BERT tokenizer -> LDM-BERT -> conditioned UNet in a DDIM loop "
                                                         "with classifier-free guidance -> KL decode -> PNG, from {repo}."),
+    "IFPipeline": PipelineRecipe(cascades.if_stage_i, "DeepFloyd IF stage I (Imagen's base model, Saharia et al. 2022): T5 text "
+                                        "states -> pixel-space UNet with learned variance in a DDPM loop with "
+                                        "classifier-free guidance and dynamic thresholding -> 64 px PNG, from {repo}."),
+    "IFSuperResolutionPipeline": PipelineRecipe(cascades.if_stage_ii, "DeepFloyd IF stage II: an image (--image) resized, "
+                                                        "noise-augmented, and enlarged by a text-conditioned "
+                                                        "pixel-space UNet in a DDPM loop, from {repo}."),
+    "StableDiffusionUpscalePipeline": PipelineRecipe(cascades.x4_upscaler, "Stable Diffusion x4 upscaler: an image (--image) "
+                                                          "noise-augmented beside the latents of a text-conditioned "
+                                                          "UNet in a DDIM loop, decoded 4x larger by the VAE of {repo}."),
 }
 
 
@@ -179,6 +189,19 @@ def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:
     return index.get("_class_name", "?"), _component_folders(source, index), source
 
 
+def cascade_workflow(stages: list[tuple[str, str, dict[str, str | None]]]) -> dict[str, Any]:
+    """One cascade workflow from stages [(pipeline class name, base, component folders), ...]
+    (see `cascades.cascade_workflow`)."""
+    return cascades.cascade_workflow([(name, base, _Parts(base, components)) for name, base, components in stages])
+
+
+def read_stage(pretrained: str) -> tuple[str, str, dict[str, str | None]]:
+    """(pipeline class name, base, component folders) of a pipeline folder or repo; the base is the folder as
+    given, or the canonical hf:// form of a repo."""
+    class_name, components, source = read_pipeline(pretrained)
+    return class_name, (pretrained if source.kind == "folder" else str(source)), components
+
+
 def pipeline_workflow(class_name: str, base: str, components: dict[str, str | None]) -> dict[str, Any]:
     """The workflow dict for a pipeline class whose components live under `base`."""
     if class_name not in RECIPES:
@@ -196,23 +219,69 @@ DOWNLOADS = {
     "CompVis/ldm-text2im-large-256": "Downloads CompVis/ldm-text2im-large-256 from the Hugging Face Hub: LDM-BERT, a "
                                      "conditioned UNet and a KL autoencoder, about 1.45 B parameters in all (about "
                                      "5.8 GB in float32), plus the BERT tokenizer.",
+    "DeepFloyd/IF-I-XL-v1.0": "Downloads DeepFloyd/IF-I-XL-v1.0 (gated: accept its license on the Hub and log in): "
+                              "the T5-v1.1-XXL encoder (4.8 B parameters, about 9.5 GB in the fp16 variant) and the "
+                              "4.3 B-parameter stage I UNet (about 8.6 GB in fp16).",
+    "DeepFloyd/IF-II-L-v1.0": "Downloads DeepFloyd/IF-II-L-v1.0 (gated, as stage I): the 1.2 B-parameter stage II "
+                              "UNet (about 2.5 GB in fp16); alone it also loads that repo's copy of the T5 encoder.",
 }
+
+DOWNLOADS["stabilityai/stable-diffusion-x4-upscaler"] = (
+    "Downloads stabilityai/stable-diffusion-x4-upscaler: its UNet, CLIP text encoder and 4x VAE, and its two "
+    "scheduler configs (DDIM for sampling, DDPM for noising the input).")
+
+# What a cascade needs on a GPU, for the header of exported cascades.
+MEMORY = {
+    ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-II-L-v1.0"):
+        "Memory in float16, weights: the T5 encoder about 9.5 GB, stage I about 8.6 GB, stage II about 2.4 GB; "
+        "about 21 GB with all three resident on one device, plus activations (DeepFloyd quotes 16 GB of GPU "
+        "memory for both stages when the encoder is moved off after encoding).",
+    ("DeepFloyd/IF-I-XL-v1.0", "DeepFloyd/IF-II-L-v1.0", "stabilityai/stable-diffusion-x4-upscaler"):
+        "Memory in float16, weights: the T5 encoder about 9.5 GB, stage I about 8.6 GB, stage II about 2.4 GB, "
+        "plus the x4 upscaler's models; DeepFloyd quotes 24 GB of GPU memory for the three stages when the "
+        "encoder is moved off after encoding. Ask for `--output stage2` to stop at 256 px.",
+}
+
+
+def _downloads(base: str) -> str:
+    return DOWNLOADS.get(_repo(base), "")
+
+
+def _with_header(paragraphs: list[str], command: str, workflow: dict[str, Any]) -> str:
+    from .engine.workflow import dump_text
+
+    lines = ["# yaml-language-server: $schema=../dgraph-workflow.schema.json", "#"]
+    for paragraph in paragraphs:
+        if paragraph:
+            lines += [f"# {line}" for line in _wrap(paragraph)]
+    lines.append(f"# Written by `{command}`; override any source with --set NODE.source=DIR.")
+    return "\n".join(lines) + "\n" + dump_text(workflow)
 
 
 def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None) -> str:
     """The workflow as YAML text with a header comment saying what it makes and what it downloads."""
-    from .engine.workflow import dump_text
-
     header = RECIPES[class_name].header.format(repo=base)
-    if downloads is None:
-        repo = base.removeprefix("hf://").split("@")[0]
-        downloads = DOWNLOADS.get(repo, "")
-    lines = ["# yaml-language-server: $schema=../dgraph-workflow.schema.json", "#"]
-    lines += [f"# {line}" for line in _wrap(header)]
-    if downloads:
-        lines += [f"# {line}" for line in _wrap(downloads)]
-    lines.append(f"# Written by `dgraph export {base}`; override any source with --set NODE.source=DIR.")
-    return "\n".join(lines) + "\n" + dump_text(pipeline_workflow(class_name, base, components))
+    workflow = pipeline_workflow(class_name, base, components)
+    return _with_header([header, _downloads(base) if downloads is None else downloads], f"dgraph export {base}",
+                        workflow)
+
+
+def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) -> str:
+    """A cascade (`cascade_workflow`) as YAML text, its header naming each stage and what it downloads."""
+    workflow = cascade_workflow(stages)
+    paragraphs = [f"Imagen (Saharia et al. 2022) as a cascade of {len(stages)} stages. DeepFloyd IF's stages share "
+                  f"one T5 text encoding; each later stage enlarges the image before it, noise-augmented "
+                  f"(--stageK_noise_level sets how strongly)."]
+    for k, (class_name, base, _) in enumerate(stages, start=1):
+        paragraphs.append(f"Stage {k}, {base}: {cascades.IN_A_CASCADE[class_name]}")
+        paragraphs.append(_downloads(base))
+    paragraphs += [MEMORY.get(tuple(_repo(base) for _, base, _ in stages), "")]
+    command = "dgraph export " + " ".join(base for _, base, _ in stages)
+    return _with_header(paragraphs, command, workflow)
+
+
+def _repo(base: str) -> str:
+    return base.removeprefix("hf://").split("@")[0]
 
 
 def _wrap(text: str, width: int = 100) -> list[str]:

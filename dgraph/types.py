@@ -250,6 +250,8 @@ class Image(_Value):
     layout: str = "BCHW"
 
     def to_range(self, low: float, high: float) -> "Image":
+        if tuple(self.value_range) == (low, high):
+            return self  # unchanged, not even by rounding
         lo, hi = self.value_range
         scaled = (self.tensor - lo) / (hi - lo) * (high - low) + low
         return dataclasses.replace(self, tensor=scaled, value_range=(low, high))

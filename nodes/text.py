@@ -23,9 +23,12 @@ def load_tokenizer_node(ctx: Context, source: Source) -> Tokenizer:
 
 
 @node("load.text_encoder", description="Load a text encoder (CLIP text, T5 encoder, BERT family, LDM-BERT).")
-def load_text_encoder_node(ctx: Context, source: Source, dtype: Dtype = "float32") -> TextEncoder:
-    """source: the folder holding the encoder's config.json and weights"""
-    return load_text_encoder(ctx.resolve_source(source), torch_dtype=DTYPES[dtype], device=ctx.device)
+def load_text_encoder_node(ctx: Context, source: Source, dtype: Dtype = "float32", variant: str = "") -> TextEncoder:
+    """source: the folder holding the encoder's config.json and weights
+    variant: weights variant such as fp16 (model.fp16.safetensors, as DeepFloyd IF's T5 ships)
+    """
+    return load_text_encoder(ctx.resolve_source(source), torch_dtype=DTYPES[dtype], device=ctx.device,
+                             variant=variant or None)
 
 
 @node("text.tokenize", description="Tokenize a batch of texts.")
@@ -51,13 +54,17 @@ class PromptEmbeddings(NamedTuple):
 
 @node("text.encode_prompt", description="Encode prompts and their negative (or empty) prompts for guidance.")
 def encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[str],
-                  negative_prompt: str = "", max_length: MaxLength = None) -> PromptEmbeddings:
+                  negative_prompt: str = "", max_length: MaxLength = None,
+                  lowercase: bool = False) -> PromptEmbeddings:
     """Both branches are padded to the same length, so they batch into one forward pass.
 
     prompt: one prompt or a list of prompts
     negative_prompt: what to steer away from ("" gives the plain unconditional branch)
+    lowercase: lower-case and strip every text first (DeepFloyd IF's T5 was trained on such captions)
     """
     prompts = list(prompt)
+    if lowercase:
+        prompts, negative_prompt = [p.lower().strip() for p in prompts], negative_prompt.lower().strip()
     batch = tokenize(tokenizer, prompts + [negative_prompt] * len(prompts), max_length=max_length)
     with torch.no_grad():
         hidden, mask = encode(text_encoder, batch)

@@ -1,7 +1,10 @@
-"""UNet2DConditionModel: the text-conditioned UNet of latent diffusion (LDM text2im) and Stable Diffusion 1.x/2.x.
+"""UNet2DConditionModel: the text-conditioned UNet of latent diffusion (LDM text2im), Stable Diffusion 1.x/2.x
+and DeepFloyd IF's pixel-space stages.
 
 Every resolution has resnets and, in its "CrossAttn" blocks, spatial transformers whose cross-attention
-reads `encoder_hidden_states` (the text encoding). Config keys and state-dict keys are diffusers'.
+reads `encoder_hidden_states` (the text encoding); IF's "SimpleCrossAttn" blocks instead put the projected
+text into the keys and values of the image's self-attention, resample with resnets, and add the pooled
+text to the time embedding (`addition_embed_type="text"`). Config keys and state-dict keys are diffusers'.
 Config keys of features this class does not implement are accepted at their neutral values (so configs
 round-trip unchanged) and refused with a ConfigError otherwise.
 """
@@ -13,17 +16,20 @@ from torch import nn
 from ..configuration import register_to_config
 from ..errors import ConfigError
 from .layers.activations import activation
-from .layers.embeddings import TimestepEmbedding, Timesteps
+from .layers.embeddings import TextTimeEmbedding, TimestepEmbedding, Timesteps
 from .layers.unet_2d_blocks import (CrossAttentionOptions, CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D,
                                     ResnetOptions, UNetMidBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D,
                                     check_block_types)
+from .layers.unet_2d_resample_blocks import (AddedKVOptions, ResnetDownsampleBlock2D, ResnetUpsampleBlock2D,
+                                             SimpleCrossAttnDownBlock2D, SimpleCrossAttnUpBlock2D,
+                                             UNetMidBlock2DSimpleCrossAttn)
 from .modeling import ModelMixin
 from .outputs import ModelOutput, model_output
 from .unet_2d import _batch_timesteps
 
-_DOWN_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
-_UP_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
-_MID_TYPES = ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D", None)
+_DOWN_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D", "SimpleCrossAttnDownBlock2D", "ResnetDownsampleBlock2D")
+_UP_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D")
+_MID_TYPES = ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D", "UNetMidBlock2DSimpleCrossAttn", None)
 
 
 def per_block(name: str, value, count: int, owner: str) -> list:
@@ -84,19 +90,25 @@ class UNet2DConditionModel(ModelMixin):
         check_block_types(name, "up_block_types", up_block_types, _UP_TYPES)
         if mid_block_type not in _MID_TYPES:
             raise ConfigError(f"{name}: mid_block_type {mid_block_type!r} not supported; "
-                              f"use 'UNetMidBlock2DCrossAttn', 'UNetMidBlock2D' or null")
+                              f"use 'UNetMidBlock2DCrossAttn', 'UNetMidBlock2DSimpleCrossAttn', 'UNetMidBlock2D' "
+                              f"or null")
         if len(up_block_types) != count or len(block_out_channels) != count:
             raise ConfigError(f"{name}: down_block_types, up_block_types and block_out_channels need the same "
                               f"length, got {count}, {len(up_block_types)}, {len(block_out_channels)}")
         unsupported = {"num_attention_heads": (num_attention_heads, None),
                        "dual_cross_attention": (dual_cross_attention, False),
-                       "addition_embed_type": (addition_embed_type, None),
                        "attention_type": (attention_type, "default"),
                        "time_embedding_type": (time_embedding_type, "positional"),
                        "reverse_transformer_layers_per_block": (reverse_transformer_layers_per_block, None)}
         for key, (value, neutral) in unsupported.items():
             if value != neutral:
                 raise ConfigError(f"{name}: {key}={value!r} is not supported (only {neutral!r})")
+        if addition_embed_type not in (None, "text"):
+            raise ConfigError(f"{name}: addition_embed_type={addition_embed_type!r} is not supported "
+                              f"(only null or 'text')")
+        if cross_attention_norm not in (None, "group_norm", "layer_norm"):
+            raise ConfigError(f"{name}: cross_attention_norm={cross_attention_norm!r} is not supported; "
+                              f"use null, 'group_norm' or 'layer_norm'")
         if encoder_hid_dim_type not in (None, "text_proj"):
             raise ConfigError(f"{name}: encoder_hid_dim_type={encoder_hid_dim_type!r} is not supported "
                               f"(only null or 'text_proj')")
@@ -122,16 +134,30 @@ class UNet2DConditionModel(ModelMixin):
         self.time_embedding = TimestepEmbedding(channels[0], time_embed_dim, act_fn=act_fn,
                                                 post_act_fn=timestep_post_act, cond_proj_dim=time_cond_proj_dim)
         self.encoder_hid_proj = nn.Linear(encoder_hid_dim, cross_dims[0]) if encoder_hid_dim is not None else None
+        # The pooled text joins the time embedding; it reads the text before encoder_hid_proj.
+        self.add_embedding = (TextTimeEmbedding(encoder_hid_dim or cross_dims[0], time_embed_dim,
+                                                addition_embed_type_num_heads)
+                              if addition_embed_type == "text" else None)
         self.class_embedding = self._class_embedding(class_embed_type, num_class_embeds, act_fn, channels[0],
                                                      time_embed_dim, projection_class_embeddings_input_dim)
         self.time_embed_act = activation(time_embedding_act_fn) if time_embedding_act_fn is not None else None
         blocks_temb = time_embed_dim * 2 if class_embeddings_concat else time_embed_dim
 
         resnet = ResnetOptions(blocks_temb, norm_eps, norm_num_groups, dropout, act_fn, resnet_time_scale_shift)
+        # The resnet-resampling blocks (IF, unCLIP) also read resnet_out_scale_factor and resnet_skip_time_act.
+        resample_resnet = ResnetOptions(blocks_temb, norm_eps, norm_num_groups, dropout, act_fn,
+                                        resnet_time_scale_shift, resnet_out_scale_factor, resnet_skip_time_act)
+        if mid_block_only_cross_attention is None:
+            mid_block_only_cross_attention = only_cross_attention if isinstance(only_cross_attention, bool) else False
 
         def cross(i: int, only: bool) -> CrossAttentionOptions:
             return CrossAttentionOptions(heads[i], cross_dims[i], transformer_layers[i], use_linear_projection,
                                          only, upcast_attention)
+
+        def added_kv(i: int, only: bool, channels: int, head: int | None = None) -> AddedKVOptions:
+            # Here attention_head_dim is the width of a head (diffusers reads it so for these blocks).
+            head = heads[i] if head is None else heads[head]
+            return AddedKVOptions(head or channels, cross_dims[i], only, cross_attention_norm)
 
         self.down_blocks = nn.ModuleList()
         out_ch = channels[0]
@@ -141,6 +167,11 @@ class UNet2DConditionModel(ModelMixin):
             if block_type == "CrossAttnDownBlock2D":
                 block = CrossAttnDownBlock2D(in_ch, out_ch, layers[i], resnet, cross(i, only_cross[i]), add_down,
                                              downsample_padding)
+            elif block_type == "SimpleCrossAttnDownBlock2D":
+                block = SimpleCrossAttnDownBlock2D(in_ch, out_ch, layers[i], resample_resnet,
+                                                   added_kv(i, only_cross[i], out_ch), add_down)
+            elif block_type == "ResnetDownsampleBlock2D":
+                block = ResnetDownsampleBlock2D(in_ch, out_ch, layers[i], resample_resnet, add_down)
             else:
                 block = DownBlock2D(in_ch, out_ch, layers[i], resnet, add_down, downsample_padding)
             self.down_blocks.append(block)
@@ -149,6 +180,11 @@ class UNet2DConditionModel(ModelMixin):
                                    mid_block_scale_factor)
         if mid_block_type == "UNetMidBlock2DCrossAttn":
             self.mid_block = UNetMidBlock2DCrossAttn(channels[-1], mid_resnet, cross(count - 1, False))
+        elif mid_block_type == "UNetMidBlock2DSimpleCrossAttn":
+            mid_resnet = ResnetOptions(blocks_temb, norm_eps, norm_num_groups, dropout, act_fn, resnet_time_scale_shift,
+                                       mid_block_scale_factor, resnet_skip_time_act)
+            self.mid_block = UNetMidBlock2DSimpleCrossAttn(
+                channels[-1], mid_resnet, added_kv(count - 1, mid_block_only_cross_attention, channels[-1]))
         elif mid_block_type == "UNetMidBlock2D":
             self.mid_block = UNetMidBlock2D(channels[-1], mid_resnet, num_layers=0, add_attention=False)
         else:
@@ -165,6 +201,12 @@ class UNet2DConditionModel(ModelMixin):
             if block_type == "CrossAttnUpBlock2D":
                 block = CrossAttnUpBlock2D(skip_ch, prev_ch, out_ch, layers[j] + 1, resnet, cross(j, only_cross[j]),
                                            add_up)
+            elif block_type == "SimpleCrossAttnUpBlock2D":
+                block = SimpleCrossAttnUpBlock2D(skip_ch, prev_ch, out_ch, layers[j] + 1, resample_resnet,
+                                                 # diffusers takes the up path's head width unreversed
+                                                 added_kv(j, only_cross[j], out_ch, head=i), add_up)
+            elif block_type == "ResnetUpsampleBlock2D":
+                block = ResnetUpsampleBlock2D(skip_ch, prev_ch, out_ch, layers[j] + 1, resample_resnet, add_up)
             else:
                 block = UpBlock2D(skip_ch, prev_ch, out_ch, layers[j] + 1, resnet, add_up)
             self.up_blocks.append(block)
@@ -212,6 +254,8 @@ class UNet2DConditionModel(ModelMixin):
                 class_labels = self.time_proj(class_labels).to(sample.dtype)
             class_emb = self.class_embedding(class_labels).to(sample.dtype)
             emb = torch.cat([emb, class_emb], dim=-1) if self.config.class_embeddings_concat else emb + class_emb
+        if self.add_embedding is not None:
+            emb = emb + self.add_embedding(encoder_hidden_states)
         if self.time_embed_act is not None:
             emb = self.time_embed_act(emb)
         if self.encoder_hid_proj is not None:

@@ -5,5 +5,7 @@ x0 or v, possibly with learned-variance channels). Guidance is built by wrapping
 """
 from .denoisers import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, VocoderDenoiser
 from .loop import sample
+from .super_resolution import ImageConditionedDenoiser, noise_augment
 
-__all__ = ["ClassifierFreeGuidance", "DynamicThresholding", "ModelDenoiser", "VocoderDenoiser", "sample"]
+__all__ = ["ClassifierFreeGuidance", "DynamicThresholding", "ImageConditionedDenoiser", "ModelDenoiser",
+           "VocoderDenoiser", "noise_augment", "sample"]

@@ -92,7 +92,8 @@ def test_float16_weights_and_output(tmp_path):
 def test_unsupported_features_are_config_errors():
     with pytest.raises(ConfigError) as error:
         UNet2DConditionModel(**dict(SD1_LIKE, addition_embed_type="text_time"))
-    assert str(error.value) == "UNet2DConditionModel: addition_embed_type='text_time' is not supported (only None)"
+    assert str(error.value) == ("UNet2DConditionModel: addition_embed_type='text_time' is not supported "
+                                "(only null or 'text')")
     with pytest.raises(ConfigError) as error:
         UNet2DConditionModel(**dict(SD1_LIKE, attention_head_dim=[2, 2, 2]))
     assert str(error.value) == "UNet2DConditionModel: attention_head_dim lists 3 values for 2 down blocks"

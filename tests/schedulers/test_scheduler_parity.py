@@ -16,6 +16,9 @@ CASES = [
     ("DDPMScheduler", {"variance_type": "fixed_large", "prediction_type": "v_prediction", "timestep_spacing": "trailing"}, {}),
     ("DDPMScheduler", {"variance_type": "fixed_small_log", "beta_schedule": "squaredcos_cap_v2", "clip_sample": False}, {}),
     ("DDPMScheduler", {"variance_type": "learned_range", "beta_schedule": "squaredcos_cap_v2"}, {"variance": True}),
+    # DeepFloyd IF's stages: learned-range variance with dynamic thresholding of x0.
+    ("DDPMScheduler", {"variance_type": "learned_range", "beta_schedule": "squaredcos_cap_v2", "thresholding": True,
+                       "dynamic_thresholding_ratio": 0.95, "sample_max_value": 1.5}, {"variance": True}),
     ("DDPMScheduler", {"prediction_type": "sample", "thresholding": True, "sample_max_value": 1.5,
                        "timestep_spacing": "linspace"}, {}),
     ("DDPMScheduler", {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,

@@ -62,3 +62,48 @@ class TimestepEmbedding(nn.Module):
             sample = sample + self.cond_proj(condition)
         sample = self.linear_2(self.act(self.linear_1(sample)))
         return self.post_act(sample) if self.post_act is not None else sample
+
+
+class AttentionPooling(nn.Module):
+    """One query — the mean token plus a learned position — attending over [that token, tokens]: (B, D).
+
+    The pooling of DeepFloyd IF's text embedding; scores are scaled by dim_head ** -1/4 on each side.
+    """
+
+    def __init__(self, num_heads: int, embed_dim: int):
+        super().__init__()
+        self.positional_embedding = nn.Parameter(torch.randn(1, embed_dim) / embed_dim ** 0.5)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.num_heads = num_heads
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, _, width = tokens.shape
+        head_dim = width // self.num_heads
+        pooled = tokens.mean(dim=1, keepdim=True) + self.positional_embedding.to(tokens.dtype)
+        tokens = torch.cat([pooled, tokens], dim=1)
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(batch, -1, self.num_heads, head_dim).transpose(1, 2)
+
+        scale = head_dim ** -0.25  # on both sides: steadier in float16 than dividing the product
+        query, key, value = heads(self.q_proj(pooled)) * scale, heads(self.k_proj(tokens)) * scale, \
+            heads(self.v_proj(tokens))
+        weights = torch.softmax((query @ key.transpose(-1, -2)).float(), dim=-1).to(query.dtype)
+        return (weights @ value).reshape(batch, width)
+
+
+class TextTimeEmbedding(nn.Module):
+    """The text encoding pooled into the time embedding (addition_embed_type "text"):
+    norm1 -> attention pooling -> proj -> norm2."""
+
+    def __init__(self, encoder_dim: int, time_embed_dim: int, num_heads: int = 64):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(encoder_dim)
+        self.pool = AttentionPooling(num_heads, encoder_dim)
+        self.proj = nn.Linear(encoder_dim, time_embed_dim)
+        self.norm2 = nn.LayerNorm(time_embed_dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.norm2(self.proj(self.pool(self.norm1(hidden_states))))

@@ -15,13 +15,16 @@ class ResnetBlock2D(nn.Module):
     time_embedding_norm "default" adds the projected embedding before norm2; "scale_shift" applies it as
     norm2(h) * (1 + scale) + shift. A 1x1 `conv_shortcut` matches the channels when they change.
     With temb_channels=None the block takes no time embedding (as in autoencoders).
+    `up` / `down` resample the block (nearest 2x / 2x2 average pooling, no weights) after the first
+    activation, on the residual path and the shortcut alike: the resampling blocks of IF and unCLIP UNets.
     """
 
     def __init__(self, *, in_channels: int, out_channels: int | None = None, temb_channels: int | None = 512,
                  groups: int = 32, groups_out: int | None = None, eps: float = 1e-6, dropout: float = 0.0,
                  non_linearity: str = "swish", time_embedding_norm: str = "default",
                  output_scale_factor: float = 1.0, use_in_shortcut: bool | None = None,
-                 conv_shortcut_bias: bool = True, skip_time_act: bool = False):
+                 conv_shortcut_bias: bool = True, skip_time_act: bool = False, up: bool = False,
+                 down: bool = False):
         super().__init__()
         if time_embedding_norm not in ("default", "scale_shift"):
             raise ConfigError(f"resnet_time_scale_shift {time_embedding_norm!r} is not supported; "
@@ -41,13 +44,19 @@ class ResnetBlock2D(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
         self.nonlinearity = activation(non_linearity)
+        self.upsample = Upsample2D(in_channels) if up else None
+        self.downsample = Downsample2D(in_channels) if down and not up else None
         if use_in_shortcut is None:
             use_in_shortcut = in_channels != out_channels
         self.conv_shortcut = (nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=conv_shortcut_bias)
                               if use_in_shortcut else None)
 
     def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.conv1(self.nonlinearity(self.norm1(input_tensor)))
+        hidden = self.nonlinearity(self.norm1(input_tensor))
+        for resample in (self.upsample, self.downsample):
+            if resample is not None:
+                input_tensor, hidden = resample(input_tensor), resample(hidden)
+        hidden = self.conv1(hidden)
         if self.time_emb_proj is not None and temb is not None:
             if not self.skip_time_act:
                 temb = self.nonlinearity(temb)

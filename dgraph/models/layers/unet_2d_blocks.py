@@ -28,11 +28,13 @@ class ResnetOptions:
     act_fn: str = "silu"
     time_scale_shift: str = "default"
     output_scale_factor: float = 1.0
+    skip_time_act: bool = False
 
-    def block(self, in_channels: int, out_channels: int) -> ResnetBlock2D:
+    def block(self, in_channels: int, out_channels: int, up: bool = False, down: bool = False) -> ResnetBlock2D:
         return ResnetBlock2D(in_channels=in_channels, out_channels=out_channels, temb_channels=self.temb_channels,
                              groups=self.groups, eps=self.eps, dropout=self.dropout, non_linearity=self.act_fn,
-                             time_embedding_norm=self.time_scale_shift, output_scale_factor=self.output_scale_factor)
+                             time_embedding_norm=self.time_scale_shift, output_scale_factor=self.output_scale_factor,
+                             skip_time_act=self.skip_time_act, up=up, down=down)
 
 
 @dataclass(frozen=True)
