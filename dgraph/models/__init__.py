@@ -7,6 +7,9 @@ from .unet_3d_condition import UNet3DConditionModel
 from .autoencoder_kl import AutoencoderKL
 from .vq_model import VQModel
 from .ldm_bert import LDMBertModel
+from .dit_transformer_2d import DiTTransformer2DModel
+from .pixart_transformer_2d import PixArtTransformer2DModel
 
 __all__ = ["ModelMixin", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL", "VQModel",
-           "LDMBertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator"]
+           "LDMBertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator", "DiTTransformer2DModel",
+           "PixArtTransformer2DModel"]
