@@ -32,6 +32,10 @@ class DDPMRun(SamplingRun):
         self.alpha_bar_prev = alpha_bar_prev.tolist()
         self.noisy = noisy.tolist()  # whether step i adds noise
 
+    @property
+    def reads_learned_variance(self) -> bool:
+        return self.config.variance_type in ("learned", "learned_range")
+
     def _step(self, index, model_output, sample, generator, **options):
         config = self.config
         predicted_log_variance = None
