@@ -1,7 +1,7 @@
 """Conditioning that is not text: class labels by name, and the image-size conditions of PixArt-α."""
 from __future__ import annotations
 
-from typing import Annotated, NamedTuple
+from typing import Annotated, NamedTuple, Optional
 
 import torch
 from pydantic import Field
@@ -9,6 +9,7 @@ from pydantic import Field
 from dgraph.errors import DgraphError
 from dgraph.models.class_labels import label_ids, read_labels
 from dgraph.node import Context, node
+from dgraph.sampling import network_conditioning
 from dgraph.types import AddedConditions, ClassLabels, DenoiserNetwork, Source
 
 Size = Annotated[int, Field(ge=1, le=16384)]
@@ -36,9 +37,14 @@ def labels_from_names(ctx: Context, network: DenoiserNetwork, names: list[str], 
 
 
 @node("condition.image_size", description="PixArt-α's image-size conditions: resolution and aspect ratio.")
-def image_size(height: Size, width: Size) -> AddedConditions:
-    """height: image height in pixels
+def image_size(height: Size, width: Size, network: Optional[DenoiserNetwork] = None) -> AddedConditions:
+    """Empty for a network that embeds no image size (PixArt-α 256/512), so one workflow serves every size.
+
+    height: image height in pixels
     width: image width in pixels
+    network: the network these are for
     """
+    if network is not None and "added" not in network_conditioning(network):
+        return AddedConditions({})
     return AddedConditions({"resolution": torch.tensor([[float(height), float(width)]]),
                             "aspect_ratio": torch.tensor([[float(height / width)]])})

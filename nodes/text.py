@@ -51,14 +51,18 @@ class PromptEmbeddings(NamedTuple):
 
 @node("text.encode_prompt", description="Encode prompts and their negative (or empty) prompts for guidance.")
 def encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[str],
-                  negative_prompt: str = "", max_length: MaxLength = None) -> PromptEmbeddings:
+                  negative_prompt: str = "", max_length: MaxLength = None, lowercase: bool = False) -> PromptEmbeddings:
     """Both branches are padded to the same length, so they batch into one forward pass.
 
     prompt: one prompt or a list of prompts
     negative_prompt: what to steer away from ("" gives the plain unconditional branch)
+    lowercase: lower-case and strip every text first (PixArt-α's pipeline does, for its cased T5 tokenizer)
     """
     prompts = list(prompt)
-    batch = tokenize(tokenizer, prompts + [negative_prompt] * len(prompts), max_length=max_length)
+    texts = prompts + [negative_prompt] * len(prompts)
+    if lowercase:
+        texts = [text.lower().strip() for text in texts]
+    batch = tokenize(tokenizer, texts, max_length=max_length)
     with torch.no_grad():
         hidden, mask = encode(text_encoder, batch)
     n, name = len(prompts), type(text_encoder).__name__

@@ -54,7 +54,7 @@ class ModelDenoiser:
         self.model = model
         self.takes = network_conditioning(model)
         given = {"context": context, "context_mask": context_mask, "pooled": pooled, "class_labels": class_labels,
-                 "added": added}
+                 "added": added or None}
         refused = [kind for kind, value in given.items()
                    if value is not None and kind not in self.takes and kind != "context_mask"]
         if refused:
