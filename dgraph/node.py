@@ -80,8 +80,9 @@ class NodeSpec:
     random: bool = False
     refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None
     # Checks across inputs, run by the validator: given the type of every bound input, the problems
-    # {input name: (message, hint)} (e.g. conditioning the linked network does not take).
-    check: Callable[[dict[str, TypeRef]], dict[str, tuple[str, str]]] | None = None
+    # {input name: (message, hint[, code])} (e.g. conditioning the linked network does not take; the
+    # code defaults to "input-not-taken").
+    check: Callable[[dict[str, TypeRef]], dict[str, tuple[str, ...]]] | None = None
     tuple_output: bool = False
     pack: str = ""
 
@@ -118,7 +119,7 @@ def snake_case(name: str) -> str:
 
 def node(type_name: str, *, version: int = 1, description: str | None = None, output: str | None = None,
          random: bool = False, refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None,
-         check: Callable[[dict[str, TypeRef]], dict[str, tuple[str, str]]] | None = None):
+         check: Callable[[dict[str, TypeRef]], dict[str, tuple[str, ...]]] | None = None):
     """Declare a function as a node type (see the module docstring)."""
     if not _NAME.match(type_name):
         raise ValueError(f"node type name {type_name!r} must be dotted lowercase, like 'image.save'")

@@ -42,7 +42,7 @@ def image_size(height: Size, width: Size, network: Optional[DenoiserNetwork] = N
 
     height: image height in pixels
     width: image width in pixels
-    network: the network these are for
+    network: the network the conditions are for (none are made for one that embeds no image size)
     """
     if network is not None and "added" not in network_conditioning(network):
         return AddedConditions({})

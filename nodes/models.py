@@ -46,10 +46,11 @@ def _declared_network(literals: dict[str, Any]) -> dict[str, TypeRef]:
       description="Load a diffusion transformer (DiT, PixArt-α) from a folder, hf://repo/sub@rev or pkg://.")
 def load_transformer(ctx: Context, source: Source, class_name: Optional[TransformerClass] = None,
                      dtype: Dtype = "float32", variant: str = "", allow_pickle: bool = False) -> DenoiserNetwork:
-    """source: where the transformer's config.json and weights are (a Transformer2DModel config loads as the
-    family class its norm_type names)
-    class_name: the class the folder must hold; given, the workflow is checked against the conditioning that
-    class takes before anything loads
+    """A diffusers `Transformer2DModel` config loads as the family class its norm_type names. Given a
+    `class_name`, the workflow is checked against the conditioning that class takes before anything loads.
+
+    source: where the transformer's config.json and weights are
+    class_name: the class the folder must hold (checked when it loads)
     variant: weights variant such as fp16
     allow_pickle: accept pickled .bin weights (read with weights_only=True) when no safetensors exist
     """

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from dgraph.errors import DgraphError
 from dgraph.node import Context, node
-from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, sample
+from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, network_conditioning, sample
 from dgraph.types import (VAE, AddedConditions, ClassLabels, Denoiser, DenoiserNetwork, Latent, Scheduler, TextEmbedding,
                           TypeRef, UNet)
 
@@ -89,9 +89,12 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
 _CONDITIONING_INPUTS = {"context": "context", "class_labels": "class_labels", "added": "added"}
 
 
-def _check_denoiser_inputs(types: dict[str, TypeRef]) -> dict[str, tuple[str, str]]:
+def _check_denoiser_inputs(types: dict[str, TypeRef]) -> dict[str, tuple[str, ...]]:
     """Conditioning the linked network does not take, where its loader declared what it takes."""
-    problems: dict[str, tuple[str, str]] = {}
+    problems: dict[str, tuple[str, ...]] = {}
+    if "network" not in types and "unet" not in types:
+        problems["network"] = ("no network is given", "link `network:` to a loader's output, e.g. "
+                               "'@transformer.transformer'", "missing-input")
     if "network" in types and "unet" in types:
         problems["unet"] = ("give the network once: `unet` is the older name of `network`", "remove `unet:`")
     network = types.get("network") or types.get("unet")
@@ -122,11 +125,13 @@ def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNe
     network = network if network is not None else unet
     if network is None:
         raise DgraphError("denoiser.model needs a network: link `network:` to a loader's output")
-    text = {}
-    if context is not None:
-        text = dict(context=context.hidden_states, context_mask=context.attention_mask, pooled=context.pooled)
-        if "pooled" not in getattr(network, "conditioning", {}):
-            text["pooled"] = None  # a pooled vector travels with the text; only networks that take it get it
+    if context is None:
+        text = {}
+    else:  # the mask and a pooled vector travel with the text; only networks that declare them get them
+        takes = network_conditioning(network)
+        text = dict(context=context.hidden_states,
+                    context_mask=context.attention_mask if "context_mask" in takes else None,
+                    pooled=context.pooled if "pooled" in takes else None)
     return ModelDenoiser(network, text.get("context"), text.get("context_mask"),
                          class_labels.ids if class_labels is not None else None, pooled=text.get("pooled"),
                          added=added.values if added is not None else None)

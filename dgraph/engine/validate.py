@@ -257,10 +257,10 @@ class _Checker:
                     continue
                 bound[key] = source_type
             if node.spec.check is not None:
-                for key, (message, hint) in node.spec.check(bound).items():
+                for key, (message, hint, *code) in node.spec.check(bound).items():
                     path = ("nodes", name, "inputs", key) if key in node.bindings else ("nodes", name)
-                    self.add("input-not-taken", path, f"node {name!r}, input {key!r}: {message}", hint,
-                             key=key in node.bindings)
+                    self.add(code[0] if code else "input-not-taken", path, f"node {name!r}, input {key!r}: {message}",
+                             hint, key=key in node.bindings)
 
     def link_type(self, link: Link, path: tuple, what: str, nodes: dict) -> TypeRef | None:
         if link.node not in nodes:

@@ -142,3 +142,17 @@ def test_the_loop_drops_a_learned_variance_only_for_samplers_that_do_not_read_it
 
     sample(denoiser, Spy(scheduler.start(3)), torch.ones(1, 2, 2, 2), generator=torch.Generator().manual_seed(0))
     assert seen == [4 if reads else 2] * 3
+
+
+def test_the_network_is_given_once_under_either_name():
+    data = {"dgraph": 1, "nodes": {
+        "unet": {"type": "load.unet", "inputs": {"source": "somewhere"}},
+        "both": {"type": "denoiser.model", "inputs": {"network": "@unet.unet", "unet": "@unet.unet"}},
+        "neither": {"type": "denoiser.model"},
+        "old": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet"}}},
+        "outputs": {"a": "@both.denoiser", "b": "@neither.denoiser", "c": "@old.denoiser"}}
+    with pytest.raises(WorkflowError) as caught:
+        Graph.load(data)
+    assert sorted((p.code, p.message) for p in caught.value.problems) == [
+        ("input-not-taken", "node 'both', input 'unet': give the network once: `unet` is the older name of `network`"),
+        ("missing-input", "node 'neither', input 'network': no network is given")]
