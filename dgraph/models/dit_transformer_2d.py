@@ -19,6 +19,7 @@ from .layers.adaptive_norm import modulate
 from .layers.adaptive_transformer import AdaLNZeroBlock
 from .layers.patch_embed import PatchEmbed, unpatchify
 from .modeling import ModelMixin
+from .transformer_2d import check_legacy_config
 from .unet_2d import _batch_timesteps
 
 
@@ -32,6 +33,18 @@ class DiTTransformer2DModel(ModelMixin):
     # What a sampling loop's denoiser may pass (conditioning kind -> forward keyword).
     conditioning: ClassVar[dict[str, str]] = {"class_labels": "class_labels"}
     compatible_class_names = ("Transformer2DModel",)
+
+    # Transformer2DModel keys this class has no use for, and their neutral values.
+    _legacy_neutral: ClassVar[dict] = {"cross_attention_dim": None, "caption_channels": None,
+                                       "use_additional_conditions": None, "interpolation_scale": None,
+                                       "attention_type": "default"}
+
+    @classmethod
+    def from_config(cls, config=None, warn_unknown=None, **overrides):
+        """Also reads a Transformer2DModel config (its extra keys at their neutral values)."""
+        if check_legacy_config(cls.__name__, dict(config or {}, **overrides), cls._legacy_neutral):
+            warn_unknown = False
+        return super().from_config(config, warn_unknown, **overrides)
 
     @register_to_config
     def __init__(self, num_attention_heads: int = 16, attention_head_dim: int = 72, in_channels: int = 4,

@@ -93,6 +93,19 @@ def test_transformer_2d_configs_load_as_the_family_class(norm_type, config, ours
         assert max_difference(model(**values), reference(**values).sample) < 1e-5
 
 
+def test_a_transformer_2d_config_with_a_feature_the_family_lacks_is_refused(tmp_path, caplog):
+    config = {"_class_name": "Transformer2DModel", "norm_type": "ada_norm_zero", **DIT, "num_vector_embeds": None,
+              "only_cross_attention": False, "cross_attention_dim": None}
+    model = DiTTransformer2DModel.from_config(config)
+    assert "ignores unknown config keys" not in caplog.text  # neutral values are dropped quietly
+    assert model.config.num_layers == DIT["num_layers"]
+    with pytest.raises(ConfigError, match=r"^DiTTransformer2DModel: this Transformer2DModel config sets "
+                                          r"only_cross_attention=True, which DiTTransformer2DModel does not implement"):
+        DiTTransformer2DModel.from_config(dict(config, only_cross_attention=True))
+    with pytest.raises(ConfigError, match="sets cross_attention_dim=16"):
+        DiTTransformer2DModel.from_config(dict(config, cross_attention_dim=16))
+
+
 def test_family_configs_are_refused_by_the_other_family():
     with pytest.raises(ConfigError, match="norm_type='ada_norm_single' is not DiT's"):
         DiTTransformer2DModel(**dict(DIT, norm_type="ada_norm_single"))
