@@ -117,3 +117,9 @@ def test_declared_conditioning():
     assert DiTTransformer2DModel(**DIT).conditioning == {"class_labels": "class_labels"}
     assert "added" not in PixArtTransformer2DModel(**PIXART).conditioning
     assert PixArtTransformer2DModel(**PIXART_MS).conditioning["added"] == "added_cond_kwargs"
+
+
+def test_a_latent_that_does_not_divide_into_patches_is_refused():
+    model = DiTTransformer2DModel(**DIT)
+    with pytest.raises(ValueError, match=r"^a 6x5 latent does not divide into 2x2 patches"):
+        model(torch.zeros(1, 4, 6, 5), 1, torch.tensor([0]))

@@ -55,7 +55,11 @@ class PatchEmbed(nn.Module):
         return self._positions[key]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        rows, columns = latent.shape[-2] // self.patch_size, latent.shape[-1] // self.patch_size
+        height, width = latent.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"a {height}x{width} latent does not divide into {self.patch_size}x{self.patch_size} "
+                             f"patches; make the image size a multiple of the patch size times the VAE's factor")
+        rows, columns = height // self.patch_size, width // self.patch_size
         tokens = self.proj(latent).flatten(2).transpose(1, 2)
         # contiguous: half-precision matmuls round differently on a transposed layout.
         return (tokens + self.position_embedding(rows, columns, latent.device)).to(tokens.dtype).contiguous()
