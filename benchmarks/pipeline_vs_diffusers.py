@@ -4,6 +4,12 @@ process (for an honest peak RSS); the figures and ratios are printed.
 
     python benchmarks/pipeline_vs_diffusers.py [--steps 25] [--size 128] [--threads N]
 
+The transformer case (`--case dit`) runs a class-conditional DiT (DiT-S/2's layout, random weights; `--full`
+for DiT-XL/2's 675 M parameters) through dgraph's graph and diffusers' DiTPipeline, on the CPU or with
+`--device cuda` (then the peak is torch's peak allocated GPU memory):
+
+    python benchmarks/pipeline_vs_diffusers.py --case dit [--steps 25] [--size 256] [--device cuda] [--full]
+
 Goals: dgraph ≤ 1.0× diffusers and ≤ 1.05× the hand-written loop; the second `execute` of a loaded graph
 with a new seed ≤ 0.5× the first (models and text embeddings reused).
 
@@ -131,6 +137,67 @@ def cascade_child(kind: str, folder: str, steps: int, device: str) -> dict:
         once(1)
         out["first"] = time.perf_counter() - start
         out["second"] = best(once)
+
+
+DIT_LABELS = ["tiger shark", "golden retriever"]
+DIT_SMALL = dict(num_attention_heads=6, attention_head_dim=64, num_layers=12)  # DiT-S/2
+DIT_XL = dict(num_attention_heads=16, attention_head_dim=72, num_layers=28)  # DiT-XL/2
+
+
+def build_dit(folder: Path, size: int, full: bool) -> None:
+    import diffusers
+    import torch
+
+    torch.manual_seed(0)
+    transformer = diffusers.DiTTransformer2DModel(**(DIT_XL if full else DIT_SMALL), in_channels=4, out_channels=8,
+                                                  sample_size=size // 8, patch_size=2, num_embeds_ada_norm=1000)
+    with torch.no_grad():  # adaLN-Zero starts at zero: make the blocks do work
+        for parameter in transformer.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    vae = diffusers.AutoencoderKL(block_out_channels=(32, 64, 64, 64), layers_per_block=1, latent_channels=4,
+                                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    pipe = diffusers.DiTPipeline(transformer=transformer, vae=vae, scheduler=diffusers.DDIMScheduler(clip_sample=False))
+    pipe.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["id2label"] = {"3": "tiger shark, Galeocerdo cuvieri", "207": "golden retriever"}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    print(f"DiT: {sum(p.numel() for p in transformer.parameters()) / 1e6:.1f} M parameters; "
+          f"VAE: {sum(p.numel() for p in vae.parameters()) / 1e6:.1f} M")
+
+
+def dit_child(kind: str, folder: str, steps: int, device: str) -> dict:
+    import torch
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    out: dict = {}
+    start = time.perf_counter()
+    if kind == "dgraph":
+        from dgraph.graph import Graph
+
+        graph = Graph.from_pretrained(folder)
+
+        def run(seed: int):
+            result = graph.execute(outputs=["image"], class_labels=DIT_LABELS, seed=seed, steps=steps, device=device)
+            sync()
+            return result.image.tensor
+    else:
+        import diffusers
+
+        pipe = diffusers.DiTPipeline.from_pretrained(folder).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        ids = pipe.get_label_ids(DIT_LABELS)
+
+        def run(seed: int):
+            images = pipe(class_labels=ids, num_inference_steps=steps, output_type="pt",
+                          generator=torch.Generator().manual_seed(seed)).images
+            sync()
+            return images
+    run(1)
+    out["first"] = time.perf_counter() - start
+    out["second"] = best(run)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.startswith("cuda"):
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -157,6 +224,27 @@ def cascade(args: argparse.Namespace) -> None:
     print(f"\ndgraph / diffusers (next runs): {d['second'] / f['second']:.3f}   (goal ≤ 1.0)")
     memory = "peak_gpu_mb" if gpu else "peak_rss_mb"
     print(f"dgraph / diffusers ({memory}): {d[memory] / f[memory]:.3f}")
+
+
+def dit_main(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        build_dit(Path(tmp), args.size, args.full)
+        results = {}
+        for kind in ("diffusers", "dgraph"):
+            done = subprocess.run([sys.executable, __file__, "--case", "dit", "--child", kind, tmp, "--steps",
+                                   str(args.steps), "--device", args.device, "--threads", str(args.threads)],
+                                  capture_output=True, text=True, check=True)
+            results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    peak = "peak_gpu_mb" if args.device.startswith("cuda") else "peak_rss_mb"
+    print(f"\nDiT ({'XL/2' if args.full else 'S/2'} layout), {len(DIT_LABELS)} images {args.size}×{args.size}, "
+          f"{args.steps} DDIM steps, guidance 4.0, on {args.device} (first run includes loading)")
+    print(f"{'':12}{'first s':>10}{'next s':>10}{'peak ' + ('GPU' if 'gpu' in peak else 'RSS') + ' MB':>13}"
+          f"   (next: best of 3 runs with new seeds)")
+    for kind, r in results.items():
+        print(f"{kind:12}{r['first']:10.2f}{r['second']:10.2f}{r[peak]:13.0f}")
+    d, f = results["dgraph"], results["diffusers"]
+    print(f"\ndgraph / diffusers (next runs): {d['second'] / f['second']:.3f}   (goal ≤ 1.0); "
+          f"peak memory: {d[peak] / f[peak]:.3f}")
 
 
 def best(run, repeats: int = 3) -> float:
@@ -233,8 +321,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"))
-    parser.add_argument("--case", choices=["ldm", "cascade"], default="ldm")
-    parser.add_argument("--device", default="cpu", help="cascade case: cpu or cuda")
+    parser.add_argument("--case", choices=("ldm", "cascade", "dit"), default="ldm")
+    parser.add_argument("--device", default="cpu", help="cascade and dit cases: cpu or cuda")
+    parser.add_argument("--full", action="store_true", help="dit case: DiT-XL/2's size instead of DiT-S/2's")
     args = parser.parse_args()
     if args.case == "cascade":
         if args.child:
@@ -244,6 +333,17 @@ def main() -> None:
             print(json.dumps(cascade_child(args.child[0], args.child[1], args.steps, args.device)))
         else:
             cascade(args)
+        return
+    if args.case == "dit":
+        if args.child:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            print(json.dumps(dit_child(args.child[0], args.child[1], args.steps, args.device)))
+        else:
+            if args.size == 128 and args.full:
+                args.size = 256
+            dit_main(args)
         return
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.steps, args.size, args.threads)))

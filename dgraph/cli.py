@@ -166,22 +166,26 @@ def _scalar(text: str) -> Any:
         return text
 
 
-def _input_flags(extra: list[str]) -> dict[str, str]:
-    """`--name value` / `--name=value` pairs left over by argparse become graph inputs."""
-    values: dict[str, str] = {}
+def _input_flags(extra: list[str]) -> dict[str, str | list[str]]:
+    """`--name value` / `--name=value` pairs left over by argparse become graph inputs; several values
+    after one flag (`--class-labels "tiger shark" goldfish`) become a list (a batch of texts)."""
+    values: dict[str, str | list[str]] = {}
     i = 0
     while i < len(extra):
         token = extra[i]
         if not token.startswith("--") or token == "--":
             raise UsageError(f"unexpected argument {token!r}")
         name, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
-                raise UsageError(f"--{name} needs a value")
-            value = extra[i + 1]
-            i += 1
-        values[name.replace("-", "_")] = value
         i += 1
+        if not eq:
+            given = []
+            while i < len(extra) and not extra[i].startswith("--"):
+                given.append(extra[i])
+                i += 1
+            if not given:
+                raise UsageError(f"--{name} needs a value")
+            value = given[0] if len(given) == 1 else given
+        values[name.replace("-", "_")] = value
     return values
 
 

@@ -8,7 +8,8 @@
 Inputs come from the parameters' annotations (see dgraph.types), outputs from the return annotation: a
 single type gives one output named after it in snake case (`-> Latent` gives `latent`, override with
 `output=`), a NamedTuple gives one output per field. Plain parameters (numbers, strings, enums) are
-validated by pydantic: constrain them with `Annotated[int, Field(ge=1, le=1000)]`. A parameter annotated
+validated by pydantic: constrain them with `Annotated[int, Field(ge=1, le=1000)]`. `check=` adds a rule across
+inputs that the validator applies to the types bound to them (reported at each offending input). A parameter annotated
 `Context` receives the run context (device, seeded randomness, progress, cancellation, output folder)
 instead of being an input. Nodes never reach into global state: everything comes in through arguments.
 
@@ -83,6 +84,10 @@ class NodeSpec:
     context_arg: str | None = None
     random: bool = False
     refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None
+    # Checks across inputs, run by the validator: given the type of every bound input, the problems
+    # {input name: (message, hint[, code])} (e.g. conditioning the linked network does not take; the
+    # code defaults to "input-not-taken").
+    check: Callable[[dict[str, TypeRef]], dict[str, tuple[str, ...]]] | None = None
     tuple_output: bool = False
     pack: str = ""
     effect: bool = False
@@ -120,7 +125,7 @@ def snake_case(name: str) -> str:
 
 def node(type_name: str, *, version: int = 1, description: str | None = None, output: str | None = None,
          random: bool = False, refine: Callable[[dict[str, Any]], dict[str, TypeRef]] | None = None,
-         effect: bool = False):
+         check: Callable[[dict[str, TypeRef]], dict[str, tuple[str, ...]]] | None = None, effect: bool = False):
     """Declare a function as a node type (see the module docstring)."""
     if not _NAME.match(type_name):
         raise ValueError(f"node type name {type_name!r} must be dotted lowercase, like 'image.save'")
@@ -128,7 +133,7 @@ def node(type_name: str, *, version: int = 1, description: str | None = None, ou
         raise ValueError(f"{type_name}: version must be a positive int")
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        spec = _spec_from_function(fn, type_name, version, description, output, random, refine)
+        spec = _spec_from_function(fn, type_name, version, description, output, random, refine, check)
         fn.__dgraph_node__ = dataclasses.replace(spec, effect=effect) if effect else spec
         return fn
 
@@ -139,7 +144,7 @@ def spec_of(obj: Any) -> NodeSpec | None:
     return getattr(obj, "__dgraph_node__", None)
 
 
-def _spec_from_function(fn, type_name, version, description, output, random, refine) -> NodeSpec:
+def _spec_from_function(fn, type_name, version, description, output, random, refine, check) -> NodeSpec:
     hints = typing.get_type_hints(fn, include_extras=True)
     inputs: dict[str, InputSpec] = {}
     context_arg = None
@@ -172,7 +177,7 @@ def _spec_from_function(fn, type_name, version, description, output, random, ref
     summary = description or (doc.splitlines()[0] if doc else "")
     if not summary:
         raise TypeError(f"{type_name}: give a one-line description (docstring or description=)")
-    return NodeSpec(type_name, version, summary, fn, inputs, outputs, context_arg, random, refine, tuple_output)
+    return NodeSpec(type_name, version, summary, fn, inputs, outputs, context_arg, random, refine, check, tuple_output)
 
 
 def _param_doc(doc: str, name: str) -> str:

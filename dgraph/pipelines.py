@@ -143,6 +143,87 @@ def _ldm_text(parts: _Parts) -> dict[str, Any]:
     }
 
 
+def _dit(parts: _Parts) -> dict[str, Any]:
+    network = "@transformer.transformer"
+    nodes: dict[str, Any] = {
+        "transformer": {"type": "load.transformer", "inputs": {"source": parts["transformer"],
+                                                               "class_name": "DiTTransformer2DModel"}},
+        "vae": {"type": "load.vae", "inputs": {"source": parts["vae"]}},
+        "scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
+        "labels": {"type": "labels.from_names", "inputs": {"network": network, "names": "$class_labels",
+                                                           "labels": parts.base}},
+        "cond": {"type": "denoiser.model", "inputs": {"network": network, "class_labels": "@labels.cond"}},
+        "uncond": {"type": "denoiser.model", "inputs": {"network": network, "class_labels": "@labels.uncond"}},
+        "guided": {"type": "guidance.cfg", "inputs": {"cond": "@cond.denoiser", "uncond": "@uncond.denoiser",
+                                                       "scale": "$guidance_scale"}},
+        "noise": {"type": "latent.noise", "inputs": {"network": network, "vae": "@vae.vae",
+                                                     "class_labels": "@labels.cond"}},
+        "sample": {"type": "sample.loop", "inputs": {
+            "denoiser": "@guided.denoiser", "scheduler": "@scheduler.scheduler", "latents": "@noise.latent",
+            "steps": "$steps"}},
+        "image": {"type": "vae.decode", "inputs": {"vae": "@vae.vae", "latents": "@sample.latent"}},
+    }
+    return {
+        "dgraph": 1, "name": "dit",
+        "description": "Class-conditional images from a diffusion transformer, with classifier-free guidance.",
+        "inputs": {
+            "class_labels": {"type": "Text", "default": "golden retriever",
+                             "description": "ImageNet class names, one image each (the repo's id2label)"},
+            "guidance_scale": {"type": "float", "default": 4.0,
+                               "description": "classifier-free guidance scale (1 = off)"},
+            "steps": {"type": "int", "default": 50, "description": "DDIM steps"},
+        },
+        "nodes": nodes, "outputs": _image_out(nodes, "dit"),
+    }
+
+
+def _pixart(parts: _Parts) -> dict[str, Any]:
+    network = "@transformer.transformer"
+    nodes: dict[str, Any] = {
+        "tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
+        "text_encoder": {"type": "load.text_encoder", "inputs": {"source": parts["text_encoder"]}},
+        "prompt": {"type": "text.encode_prompt", "inputs": {
+            "tokenizer": "@tokenizer.tokenizer", "text_encoder": "@text_encoder.text_encoder", "prompt": "$prompt",
+            "negative_prompt": "$negative_prompt", "max_length": 120, "lowercase": True}},
+        "transformer": {"type": "load.transformer", "inputs": {"source": parts["transformer"],
+                                                               "class_name": "PixArtTransformer2DModel"}},
+        "vae": {"type": "load.vae", "inputs": {"source": parts["vae"]}},
+        "scheduler": {"type": "scheduler.dpm_solver", "inputs": {"config": parts["scheduler"]}},
+        "size": {"type": "condition.image_size", "inputs": {"height": "$height", "width": "$width",
+                                                            "network": network}},
+        "cond": {"type": "denoiser.model", "inputs": {"network": network, "context": "@prompt.cond",
+                                                      "added": "@size.added_conditions"}},
+        "uncond": {"type": "denoiser.model", "inputs": {"network": network, "context": "@prompt.uncond",
+                                                        "added": "@size.added_conditions"}},
+        "guided": {"type": "guidance.cfg", "inputs": {"cond": "@cond.denoiser", "uncond": "@uncond.denoiser",
+                                                       "scale": "$guidance_scale"}},
+        "noise": {"type": "latent.noise", "inputs": {
+            "network": network, "vae": "@vae.vae", "context": "@prompt.cond", "height": "$height",
+            "width": "$width", "images_per_prompt": "$images_per_prompt"}},
+        "sample": {"type": "sample.loop", "inputs": {
+            "denoiser": "@guided.denoiser", "scheduler": "@scheduler.scheduler", "latents": "@noise.latent",
+            "steps": "$steps"}},
+        "image": {"type": "vae.decode", "inputs": {"vae": "@vae.vae", "latents": "@sample.latent"}},
+    }
+    return {
+        "dgraph": 1, "name": "pixart",
+        "description": "Text-to-image with PixArt-α: T5 text states, a diffusion transformer, classifier-free guidance.",
+        "inputs": {
+            "prompt": {"type": "Text", "default": "a small cactus with a happy face",
+                       "description": "what to draw (or a list of prompts)"},
+            "negative_prompt": {"type": "str", "default": "", "description": "what to steer away from"},
+            "steps": {"type": "int", "default": 20, "description": "DPM-Solver++ steps"},
+            "guidance_scale": {"type": "float", "default": 4.5,
+                               "description": "classifier-free guidance scale (1 = off)"},
+            "height": {"type": "int", "default": 1024,
+                       "description": "image height in pixels (a multiple of 16; the model's own size is best)"},
+            "width": {"type": "int", "default": 1024, "description": "image width in pixels (a multiple of 16)"},
+            "images_per_prompt": {"type": "int", "default": 1, "description": "images for each prompt"},
+        },
+        "nodes": nodes, "outputs": _image_out(nodes, "pixart"),
+    }
+
+
 RECIPES: dict[str, PipelineRecipe] = {
     "DDPMPipeline": PipelineRecipe(_ddpm, "DDPM (Ho et al. 2020): unconditional images, ancestral sampling over "
                                           "1000 steps, with the UNet and scheduler of {repo}."),
@@ -162,6 +243,12 @@ RECIPES: dict[str, PipelineRecipe] = {
     "StableDiffusionUpscalePipeline": PipelineRecipe(cascades.x4_upscaler, "Stable Diffusion x4 upscaler: an image (--image) "
                                                           "noise-augmented beside the latents of a text-conditioned "
                                                           "UNet in a DDIM loop, decoded 4x larger by the VAE of {repo}."),
+    "DiTPipeline": PipelineRecipe(_dit, "DiT (Peebles & Xie 2023): class-conditional images from a diffusion "
+                                        "transformer over VAE latents, DDIM with classifier-free guidance against "
+                                        "the null class, from {repo}. Name the classes with --class-labels."),
+    "PixArtAlphaPipeline": PipelineRecipe(_pixart, "PixArt-α (Chen et al. 2023): text-to-image from a diffusion "
+                                                   "transformer cross-attending to T5 text states, DPM-Solver++ with "
+                                                   "classifier-free guidance, then the KL VAE, from {repo}."),
 }
 
 
@@ -216,6 +303,15 @@ DOWNLOADS = {
                               "parameters (about 143 MB in float32) and its scheduler_config.json.",
     "CompVis/ldm-celebahq-256": "Downloads CompVis/ldm-celebahq-256 from the Hugging Face Hub: a UNet2DModel and a "
                                 "VQ autoencoder (f=4), about 330 M parameters in all (about 1.3 GB in float32).",
+    "facebook/DiT-XL-2-256": "Downloads facebook/DiT-XL-2-256 from the Hugging Face Hub: the DiT-XL/2 transformer "
+                             "(750 M parameters as diffusers stores it, about 3.0 GB in float32) and a KL autoencoder "
+                             "(84 M, about 335 MB). Memory in float32: about 4 GB (3.2 GB peak measured for one "
+                             "guided 256x256 image through the transformer on the CPU, plus the VAE).",
+    "PixArt-alpha/PixArt-XL-2-1024-MS": "Downloads PixArt-alpha/PixArt-XL-2-1024-MS from the Hugging Face Hub: the "
+                                        "T5 v1.1 XXL encoder (4.8 B parameters, about 19 GB in float32), the "
+                                        "PixArt-XL/2 transformer (611 M, about 2.4 GB) and a KL autoencoder (84 M), "
+                                        "plus the T5 tokenizer. In float32 that needs about 23 GB of memory; "
+                                        "--set text_encoder.dtype=bfloat16 --set transformer.dtype=bfloat16 halves it.",
     "CompVis/ldm-text2im-large-256": "Downloads CompVis/ldm-text2im-large-256 from the Hugging Face Hub: LDM-BERT, a "
                                      "conditioned UNet and a KL autoencoder, about 1.45 B parameters in all (about "
                                      "5.8 GB in float32), plus the BERT tokenizer.",

@@ -66,6 +66,7 @@ WIDENINGS = {
     ("str", "Text"),
     ("str", "Source"),
     ("Source", "str"),
+    ("UNet", "DenoiserNetwork"),  # a UNet is one kind of denoiser network
 }
 
 
@@ -229,6 +230,25 @@ class TextEmbedding(_Value):
 
 
 @dataclass(frozen=True)
+class ClassLabels(_Value):
+    """Class ids ([batch] int64) for a class-conditional network, with the names they were chosen by."""
+
+    ids: torch.Tensor
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AddedConditions(_Value):
+    """Extra conditioning tensors a network embeds besides text and class (PixArt-α's "resolution" [batch, 2]
+    and "aspect_ratio" [batch, 1]), by the names the network reads them under; batch 1 is broadcast."""
+
+    values: dict[str, torch.Tensor]
+
+    def to_device(self, device: torch.device | str) -> "AddedConditions":
+        return AddedConditions({k: v.to(device) for k, v in self.values.items()})
+
+
+@dataclass(frozen=True)
 class Latent(_Value):
     """A batch of latents ([batch, channels, ...]).
 
@@ -282,8 +302,17 @@ class Mel(_Value):
 
 
 # Object ports: the value is the loaded object itself.
+class DenoiserNetwork(Port):
+    """The network a sampling loop's denoiser calls: a UNet, a transformer (DiT, PixArt-α), ...
+
+    It declares the conditioning it takes (dgraph.sampling.network_conditioning). Where a loader knows
+    the network's class before loading, the port type carries it as the parameter `takes` (the kinds,
+    comma-separated), so the validator can refuse conditioning the network does not take.
+    """
+
+
 class UNet(Port):
-    """A denoising network (UNet2DModel, UNet2DConditionModel, ...)."""
+    """A UNet denoiser network (UNet2DModel, UNet2DConditionModel, ...); it fits any DenoiserNetwork input."""
 
 
 class VAE(Port):
@@ -312,6 +341,8 @@ class Vocoder(Port):
 
 
 VALUE_CLASSES: dict[type, str] = {
+    ClassLabels: "ClassLabels",
+    AddedConditions: "AddedConditions",
     Tokens: "Tokens",
     TextEmbedding: "TextEmbedding",
     Latent: "Latent",

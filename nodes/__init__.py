@@ -10,8 +10,8 @@ import importlib
 from dgraph.node import spec_of
 
 # One module per concern; each holds node functions only.
-MODULES = ("nodes.basic", "nodes.tensor", "nodes.image", "nodes.schedulers", "nodes.sampling", "nodes.models", "nodes.text", "nodes.audio",
-           "nodes.super_resolution")
+MODULES = ("nodes.basic", "nodes.tensor", "nodes.image", "nodes.schedulers", "nodes.sampling", "nodes.models", "nodes.text",
+           "nodes.conditioning", "nodes.super_resolution", "nodes.audio")
 
 
 def catalogue() -> list:

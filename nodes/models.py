@@ -1,18 +1,20 @@
 """Model loaders and the autoencoder nodes. Weights load from safetensors; a pickle only with allow_pickle."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Optional
 
 import torch
 
 from dgraph.errors import DgraphError
-from dgraph.models.auto import DTYPES, load_model
+from dgraph.models.auto import DTYPES, load_model, model_classes
 from dgraph.node import Context, node
-from dgraph.types import VAE, Image, Latent, Source, UNet
+from dgraph.types import VAE, DenoiserNetwork, Image, Latent, Source, TypeRef, UNet
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 UNETS = ("UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel")
 VAES = ("AutoencoderKL", "VQModel")
+TRANSFORMERS = ("DiTTransformer2DModel", "PixArtTransformer2DModel")
+TransformerClass = Literal["DiTTransformer2DModel", "PixArtTransformer2DModel"]
 
 
 def _load(ctx: Context, source: str, dtype: str, variant: str | None, allow_pickle: bool, expect: tuple[str, ...]):
@@ -29,6 +31,30 @@ def load_unet(ctx: Context, source: Source, dtype: Dtype = "float32", variant: s
     allow_pickle: accept pickled .bin weights (read with weights_only=True) when no safetensors exist
     """
     return _load(ctx, source, dtype, variant, allow_pickle, UNETS)
+
+
+def _declared_network(literals: dict[str, Any]) -> dict[str, TypeRef]:
+    # A loader told the class knows, before loading, what conditioning the network takes.
+    name = literals.get("class_name")
+    if name not in TRANSFORMERS:
+        return {}
+    takes = ",".join(kind for kind in model_classes()[name].conditioning if kind != "context_mask")
+    return {"transformer": TypeRef("DenoiserNetwork").with_params(takes=takes)}
+
+
+@node("load.transformer", output="transformer", refine=_declared_network,
+      description="Load a diffusion transformer (DiT, PixArt-α) from a folder, hf://repo/sub@rev or pkg://.")
+def load_transformer(ctx: Context, source: Source, class_name: Optional[TransformerClass] = None,
+                     dtype: Dtype = "float32", variant: str = "", allow_pickle: bool = False) -> DenoiserNetwork:
+    """A diffusers `Transformer2DModel` config loads as the family class its norm_type names. Given a
+    `class_name`, the workflow is checked against the conditioning that class takes before anything loads.
+
+    source: where the transformer's config.json and weights are
+    class_name: the class the folder must hold (checked when it loads)
+    variant: weights variant such as fp16
+    allow_pickle: accept pickled .bin weights (read with weights_only=True) when no safetensors exist
+    """
+    return _load(ctx, source, dtype, variant, allow_pickle, (class_name,) if class_name else TRANSFORMERS)
 
 
 @node("load.vae", description="Load an autoencoder (KL or VQ) from a folder, hf://repo/sub@rev or pkg://.")

@@ -8,10 +8,10 @@ from pydantic import Field
 
 from dgraph.errors import ConfigError, DgraphError
 from dgraph.node import Context, node
-from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, sample
+from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, network_conditioning, sample
 from dgraph.schedulers import select_run_options
-
-from dgraph.types import VAE, Denoiser, Latent, Scheduler, TextEmbedding, UNet
+from dgraph.types import (VAE, AddedConditions, ClassLabels, Denoiser, DenoiserNetwork, Latent, Scheduler, TextEmbedding,
+                          TypeRef, UNet)
 
 Size = Annotated[int, Field(ge=1, le=16384)]
 
@@ -25,22 +25,28 @@ def _vae_geometry(vae) -> tuple[int, int, float, str]:
 
 @node("latent.noise", random=True, description="Initial standard normal latents, seeded from the graph seed.")
 def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = None, height: Optional[Size] = None,
-                 width: Optional[Size] = None, unet: Optional[UNet] = None, vae: Optional[VAE] = None,
-                 context: Optional[TextEmbedding] = None, images_per_prompt: Size = 1) -> Latent:
+                 width: Optional[Size] = None, network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
+                 vae: Optional[VAE] = None, context: Optional[TextEmbedding] = None,
+                 class_labels: Optional[ClassLabels] = None, images_per_prompt: Size = 1) -> Latent:
     """Noise drawn on the CPU and moved to the node's device, so a seed gives the same latents everywhere.
 
-    channels: latent channels (default: the VAE's latent channels, else the UNet's input channels, else 4)
-    height: image height in pixels (default: the UNet's sample size, times the VAE's factor when there is one)
+    channels: latent channels (default: the VAE's latent channels, else the network's input channels, else 4)
+    height: image height in pixels (default: the network's sample size, times the VAE's factor when there is one)
     width: image width in pixels (default: as height)
-    unet: take the defaults from this denoising network's config
+    network: take the defaults from this denoiser network's config (a UNet, a transformer...)
+    unet: the older name of `network`
     vae: the autoencoder whose latent space this is: sets the size factor and scaling factor
     context: text conditioning; its batch (the number of prompts) replaces batch_size
+    class_labels: class conditioning; its batch (the number of labels) replaces batch_size
     images_per_prompt: latents per prompt (the batch is batch_size × images_per_prompt)
     """
     scaling, name, factor = 1.0, "", 1
     if context is not None:
         batch_size = context.hidden_states.shape[0]
-    unet_config = unet.config if unet is not None else {}
+    elif class_labels is not None:
+        batch_size = class_labels.ids.shape[0]
+    network = network if network is not None else unet
+    unet_config = network.config if network is not None else {}
     if vae is not None:
         vae_channels, factor, scaling, name = _vae_geometry(vae)
         channels = channels or vae_channels
@@ -96,18 +102,56 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     return Latent(result, scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)
 
 
-@node("denoiser.model", description="A UNet with its conditioning, as a denoiser for the sampling loop.")
-def model_denoiser(unet: UNet, context: Optional[TextEmbedding] = None) -> Denoiser:
-    """context: text hidden states for cross-attention UNets (batch 1 or one row per prompt)"""
+# Each conditioning input of denoiser.model and the kind of conditioning (dgraph.sampling) it carries.
+_CONDITIONING_INPUTS = {"context": "context", "class_labels": "class_labels", "added": "added"}
+
+
+def _check_denoiser_inputs(types: dict[str, TypeRef]) -> dict[str, tuple[str, ...]]:
+    """Conditioning the linked network does not take, where its loader declared what it takes."""
+    problems: dict[str, tuple[str, ...]] = {}
+    if "network" not in types and "unet" not in types:
+        problems["network"] = ("no network is given", "link `network:` to a loader's output, e.g. "
+                               "'@transformer.transformer'", "missing-input")
+    if "network" in types and "unet" in types:
+        problems["unet"] = ("give the network once: `unet` is the older name of `network`", "remove `unet:`")
+    network = types.get("network") or types.get("unet")
+    takes = dict(network.params).get("takes") if network is not None else None
+    if takes is None:
+        return problems
+    kinds = set(takes.split(",")) if takes else set()
+    for key, kind in _CONDITIONING_INPUTS.items():
+        if key in types and kind not in kinds:
+            problems[key] = (f"the linked network takes no {kind}",
+                             f"it takes: {takes.replace(',', ', ') or 'no conditioning'}; remove `{key}:`")
+    return problems
+
+
+@node("denoiser.model", description="A denoiser network (UNet, transformer...) with its conditioning, for the "
+                                    "sampling loop.", check=_check_denoiser_inputs)
+def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
+                   context: Optional[TextEmbedding] = None, class_labels: Optional[ClassLabels] = None,
+                   added: Optional[AddedConditions] = None) -> Denoiser:
+    """Passes each conditioning wired here to the network under the keyword the network declares for it.
+
+    network: the denoiser network (from load.unet, load.transformer, ...)
+    unet: the older name of `network`
+    context: text hidden states (and their mask, for networks that attend with it), batch 1 or one row per prompt
+    class_labels: class ids for class-conditional networks (DiT)
+    added: extra conditions the network embeds (PixArt-α's image size and aspect ratio)
+    """
+    network = network if network is not None else unet
+    if network is None:
+        raise DgraphError("denoiser.model needs a network: link `network:` to a loader's output")
     if context is None:
-        return ModelDenoiser(unet)
-    return ModelDenoiser(unet, context.hidden_states, context.attention_mask if _wants_mask(unet) else None)
-
-
-def _wants_mask(unet) -> bool:
-    # diffusers' pipelines pass no attention mask to the UNet for LDM and Stable Diffusion text encoders;
-    # a model can ask for it through its config.
-    return bool(getattr(unet, "config", {}).get("use_encoder_attention_mask", False))
+        text = {}
+    else:  # the mask and a pooled vector travel with the text; only networks that declare them get them
+        takes = network_conditioning(network)
+        text = dict(context=context.hidden_states,
+                    context_mask=context.attention_mask if "context_mask" in takes else None,
+                    pooled=context.pooled if "pooled" in takes else None)
+    return ModelDenoiser(network, text.get("context"), text.get("context_mask"),
+                         class_labels.ids if class_labels is not None else None, pooled=text.get("pooled"),
+                         added=added.values if added is not None else None)
 
 
 @node("guidance.cfg", description="Classifier-free guidance of a conditional and an unconditional denoiser.")

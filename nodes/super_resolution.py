@@ -7,9 +7,8 @@ import torch
 from pydantic import Field
 
 from dgraph.node import Context, node
-from dgraph.sampling import ImageConditionedDenoiser, noise_augment
+from dgraph.sampling import ImageConditionedDenoiser, network_conditioning, noise_augment
 from dgraph.types import VAE, Denoiser, Image, Latent, Scheduler, TextEmbedding, UNet
-from nodes.sampling import _wants_mask as wants_mask
 from nodes.sampling import _vae_geometry, latent_noise
 
 NoiseLevel = Annotated[int, Field(ge=0, le=10_000)]
@@ -54,7 +53,7 @@ def image_conditioned_denoiser(unet: UNet, image: Image, noise_level: NoiseLevel
     pixels = image.to_range(-1.0, 1.0).tensor
     labels = torch.tensor([noise_level], dtype=torch.long)
     hidden = context.hidden_states if context is not None else None
-    mask = context.attention_mask if context is not None and wants_mask(unet) else None
+    mask = context.attention_mask if context is not None and "context_mask" in network_conditioning(unet) else None
     return ImageConditionedDenoiser(unet, pixels, hidden, mask, labels)
 
 

@@ -54,18 +54,18 @@ class PromptEmbeddings(NamedTuple):
 
 @node("text.encode_prompt", description="Encode prompts and their negative (or empty) prompts for guidance.")
 def encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[str],
-                  negative_prompt: str = "", max_length: MaxLength = None,
-                  lowercase: bool = False) -> PromptEmbeddings:
+                  negative_prompt: str = "", max_length: MaxLength = None, lowercase: bool = False) -> PromptEmbeddings:
     """Both branches are padded to the same length, so they batch into one forward pass.
 
     prompt: one prompt or a list of prompts
     negative_prompt: what to steer away from ("" gives the plain unconditional branch)
-    lowercase: lower-case and strip every text first (DeepFloyd IF's T5 was trained on such captions)
+    lowercase: lower-case and strip every text first (as DeepFloyd IF's and PixArt-α's pipelines do)
     """
     prompts = list(prompt)
+    texts = prompts + [negative_prompt] * len(prompts)
     if lowercase:
-        prompts, negative_prompt = [p.lower().strip() for p in prompts], negative_prompt.lower().strip()
-    batch = tokenize(tokenizer, prompts + [negative_prompt] * len(prompts), max_length=max_length)
+        texts = [text.lower().strip() for text in texts]
+    batch = tokenize(tokenizer, texts, max_length=max_length)
     with torch.no_grad():
         hidden, mask = encode(text_encoder, batch)
     n, name = len(prompts), type(text_encoder).__name__

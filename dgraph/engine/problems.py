@@ -58,6 +58,7 @@ CODES = {
     "unknown-output": "a link to an output the node does not have",
     "unknown-graph-input": "a $reference to a graph input that is not declared",
     "type-mismatch": "an edge whose output type does not fit the input type",
+    "input-not-taken": "an input the linked model does not take (e.g. class labels for a text-conditioned network)",
     "cycle": "nodes that depend on each other in a loop",
     "bad-output": "a graph output that does not name a node output",
 }

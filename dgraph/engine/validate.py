@@ -271,19 +271,31 @@ class _Checker:
         # Output types may depend on a node's literal inputs (e.g. a Mel's profile), so links are
         # checked after every node has been read.
         for name, node in self.resolved.nodes.items():
+            bound: dict[str, TypeRef] = {}
             for key, binding in node.bindings.items():
+                wanted = node.spec.inputs[key].type
+                if isinstance(binding, GraphRef):
+                    bound[key] = self.resolved.inputs[binding.name][0]
                 if not isinstance(binding, Link):
+                    if isinstance(binding, Literal) and binding.value is not None:
+                        bound[key] = wanted
                     continue
                 path = ("nodes", name, "inputs", key)
                 source_type = self.link_type(binding, path, f"node {name!r}, input {key!r}", nodes)
                 if source_type is None:
                     continue
-                wanted = node.spec.inputs[key].type
                 if not fits(source_type, wanted):
                     self.add("type-mismatch", path,
                              f"node {name!r}, input {key!r} ({wanted}) cannot take {binding} ({source_type}): "
                              f"{mismatch_reason(source_type, wanted)}",
                              f"link an output of type {wanted}" + (" or insert a conversion node" if wanted.name != source_type.name else ""))
+                    continue
+                bound[key] = source_type
+            if node.spec.check is not None:
+                for key, (message, hint, *code) in node.spec.check(bound).items():
+                    path = ("nodes", name, "inputs", key) if key in node.bindings else ("nodes", name)
+                    self.add(code[0] if code else "input-not-taken", path, f"node {name!r}, input {key!r}: {message}",
+                             hint, key=key in node.bindings)
 
     def link_type(self, link: Link, path: tuple, what: str, nodes: dict) -> TypeRef | None:
         if link.node not in nodes:

@@ -9,6 +9,9 @@ from .autoencoder_kl import AutoencoderKL
 from .vq_model import VQModel
 from .ldm_bert import LDMBertModel
 from .bert import BertModel
+from .dit_transformer_2d import DiTTransformer2DModel
+from .pixart_transformer_2d import PixArtTransformer2DModel
 
 __all__ = ["ModelMixin", "ModelOutput", "model_output", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel",
-           "AutoencoderKL", "VQModel", "LDMBertModel", "BertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator"]
+           "AutoencoderKL", "VQModel", "LDMBertModel", "BertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator",
+           "DiTTransformer2DModel", "PixArtTransformer2DModel"]

@@ -4,6 +4,7 @@ Config keys and state-dict keys are diffusers' UNet2DModel's, so its folders loa
 """
 from __future__ import annotations
 
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -27,6 +28,10 @@ class UNet2DModel(ModelMixin):
 
     forward(sample, timestep, class_labels=None) -> (B, out_channels, H, W).
     """
+
+    # What a sampling loop's denoiser may pass (conditioning kind -> forward keyword); class labels only
+    # reach a class-conditioned configuration (forward refuses them otherwise).
+    conditioning: ClassVar[dict[str, str]] = {"class_labels": "class_labels"}
 
     @register_to_config
     def __init__(self, sample_size: int | tuple[int, int] | None = None, in_channels: int = 3, out_channels: int = 3,

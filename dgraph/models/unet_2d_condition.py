@@ -10,6 +10,8 @@ round-trip unchanged) and refused with a ConfigError otherwise.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -53,6 +55,10 @@ class UNet2DConditionModel(ModelMixin):
 
     forward(sample, timestep, encoder_hidden_states, ...) -> (B, out_channels, H, W).
     """
+
+    # What a sampling loop's denoiser may pass. No context mask: the LDM and Stable Diffusion UNets were
+    # trained on all tokens of the padded prompt, and diffusers' pipelines pass none either.
+    conditioning: ClassVar[dict[str, str]] = {"context": "encoder_hidden_states", "class_labels": "class_labels"}
 
     @register_to_config
     def __init__(self, sample_size: int | tuple[int, int] | None = None, in_channels: int = 4, out_channels: int = 4,

@@ -6,6 +6,8 @@ Input and output are (batch, channels, frames, height, width). Config and state-
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -31,6 +33,8 @@ class UNet3DConditionModel(ModelMixin):
 
     forward(sample, timestep, encoder_hidden_states, timestep_cond=None) -> (B, out_channels, F, H, W).
     """
+
+    conditioning: ClassVar[dict[str, str]] = {"context": "encoder_hidden_states"}
 
     @register_to_config
     def __init__(self, sample_size: int | None = None, in_channels: int = 4, out_channels: int = 4,

@@ -1,11 +1,13 @@
 """Denoisers and the sampling loop, usable with or without the graph.
 
 A *denoiser* is any callable `(x, t) -> model output` (what the scheduler's `step` expects: epsilon,
-x0 or v, possibly with learned-variance channels). Guidance is built by wrapping denoisers.
+x0 or v, possibly with learned-variance channels). Guidance is built by wrapping denoisers. The network
+inside a `ModelDenoiser` (a UNet, a DiT or PixArt transformer, ...) declares the conditioning it takes.
 """
-from .denoisers import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, VocoderDenoiser
+from .denoisers import (CONDITIONING_KINDS, ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser,
+                        VocoderDenoiser, network_conditioning)
 from .loop import sample
 from .super_resolution import ImageConditionedDenoiser, noise_augment
 
-__all__ = ["ClassifierFreeGuidance", "DynamicThresholding", "ImageConditionedDenoiser", "ModelDenoiser",
-           "VocoderDenoiser", "noise_augment", "sample"]
+__all__ = ["CONDITIONING_KINDS", "ClassifierFreeGuidance", "DynamicThresholding", "ImageConditionedDenoiser",
+           "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample"]

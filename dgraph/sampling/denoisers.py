@@ -10,22 +10,60 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..errors import DgraphError
 from ..models.outputs import first_output
 
 DenoiserFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class ModelDenoiser:
-    """A network with fixed conditioning: `model(x, t, **conditioning)`.
+# The kinds of conditioning a denoiser network may declare, and what each is.
+CONDITIONING_KINDS = {
+    "context": "text hidden states [batch, tokens, dim] for cross-attention",
+    "context_mask": "the keep-mask of those tokens [batch, tokens] (1 = attend)",
+    "pooled": "a pooled text embedding [batch, dim]",
+    "class_labels": "class ids [batch]",
+    "added": "named extra conditions (e.g. PixArt-α's resolution and aspect ratio), passed as one dict",
+}
+# How a network that declares nothing is called: the UNet keywords, as dgraph's UNets and diffusers' take them.
+_UNDECLARED = {"context": "encoder_hidden_states", "context_mask": "encoder_attention_mask",
+               "class_labels": "class_labels"}
 
-    `context` (text hidden states, [batch, tokens, dim]) and its `context_mask` are passed as
-    `encoder_hidden_states` / `encoder_attention_mask`; a context with batch 1 is broadcast to x's batch.
-    `class_labels` goes to class-conditioned UNets.
+
+def network_conditioning(model: nn.Module) -> dict[str, str]:
+    """What a denoiser network takes: conditioning kind -> the keyword of its forward that receives it.
+
+    A network declares this as its `conditioning` attribute (a class attribute naming every kind the class
+    can take; an instance may narrow it to its configuration). A module without the attribute is taken to
+    be a UNet-style `model(x, t, encoder_hidden_states=..., class_labels=...)`.
+    """
+    declared = getattr(model, "conditioning", None)
+    return dict(_UNDECLARED if declared is None else declared)
+
+
+class ModelDenoiser:
+    """A denoiser network with fixed conditioning: `model(x, timestep=t, **conditioning)`.
+
+    Each piece of conditioning given (text `context` and its `context_mask`, `pooled` text, `class_labels`,
+    `added` conditions) goes to the forward keyword the network declares for it (`network_conditioning`);
+    one the network does not take is an error, except a context mask, which only networks that attend
+    with it receive. A conditioning with batch 1 is broadcast to x's batch.
     """
 
     def __init__(self, model: nn.Module, context: torch.Tensor | None = None,
-                 context_mask: torch.Tensor | None = None, class_labels: torch.Tensor | None = None):
-        self.model, self.context, self.context_mask, self.class_labels = model, context, context_mask, class_labels
+                 context_mask: torch.Tensor | None = None, class_labels: torch.Tensor | None = None, *,
+                 pooled: torch.Tensor | None = None, added: dict[str, torch.Tensor] | None = None):
+        self.model = model
+        self.takes = network_conditioning(model)
+        given = {"context": context, "context_mask": context_mask, "pooled": pooled, "class_labels": class_labels,
+                 "added": added or None}
+        refused = [kind for kind, value in given.items()
+                   if value is not None and kind not in self.takes and kind != "context_mask"]
+        if refused:
+            raise DgraphError(f"{type(model).__name__} takes no {' and no '.join(refused)}; "
+                              f"it takes: {', '.join(self.takes) or 'no conditioning'}")
+        self.conditioning = {kind: value for kind, value in given.items() if value is not None and kind in self.takes}
+        # Networks that declare their conditioning are called with keywords; others UNet-style, (x, t, ...).
+        self._keyword_timestep = getattr(model, "conditioning", None) is not None
         # The conditioning a forward pass needs is the same at every step: build it once per batch shape.
         self._prepared: dict[tuple, dict[str, Any]] = {}
 
@@ -37,35 +75,49 @@ class ModelDenoiser:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _kwargs(self, batch: int, contexts: list["ModelDenoiser"] | None = None) -> dict[str, Any]:
-        key = (batch, *(id(p) for p in contexts or [self]))
+    def _kwargs(self, batch: int, parts: list["ModelDenoiser"] | None = None) -> dict[str, Any]:
+        key = (batch, *(id(p) for p in parts or [self]))
         if key not in self._prepared:
-            self._prepared[key] = self._build_kwargs(batch, contexts)
+            self._prepared[key] = self._build_kwargs(batch, parts or [self])
         return self._prepared[key]
 
-    def _build_kwargs(self, batch: int, contexts: list["ModelDenoiser"] | None) -> dict[str, Any]:
-        parts = contexts or [self]
+    def _build_kwargs(self, batch: int, parts: list["ModelDenoiser"]) -> dict[str, Any]:
+        per = batch // len(parts)
         kwargs: dict[str, Any] = {}
-        if self.context is not None:
-            per = batch // len(parts)
-            kwargs["encoder_hidden_states"] = torch.cat([_fit(p.context, per) for p in parts]).to(self.device, self.dtype)
-            if any(p.context_mask is not None for p in parts):
-                masks = [_fit(p.context_mask if p.context_mask is not None else
-                              torch.ones(p.context.shape[:2], dtype=torch.long), per) for p in parts]
-                kwargs["encoder_attention_mask"] = torch.cat(masks).to(self.device)
-        if self.class_labels is not None:
-            per = batch // len(parts)
-            kwargs["class_labels"] = torch.cat([_fit(p.class_labels, per) for p in parts]).to(self.device)
+        for kind, keyword in self.takes.items():
+            values = [p.conditioning.get(kind) for p in parts]
+            if all(v is None for v in values):
+                continue
+            if kind == "context_mask":  # a branch without a mask attends to all of its tokens
+                values = [v if v is not None else torch.ones(p.conditioning["context"].shape[:2], dtype=torch.long)
+                          for v, p in zip(values, parts)]
+            elif any(v is None for v in values):
+                raise DgraphError(f"the branches batched into one forward pass differ: some give {kind}, "
+                                  f"some do not; give it to every branch")
+            if kind == "added":
+                kwargs[keyword] = {name: self._place(torch.cat([_fit(v[name], per) for v in values]))
+                                   for name in values[0]}
+            else:
+                kwargs[keyword] = self._place(torch.cat([_fit(v, per) for v in values]))
         return kwargs
 
+    def _place(self, tensor: torch.Tensor) -> torch.Tensor:
+        """On the network's device; floating-point conditioning also in its dtype."""
+        return tensor.to(self.device, self.dtype) if tensor.is_floating_point() else tensor.to(self.device)
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+        if self._keyword_timestep:
+            return self.model(x, timestep=t, **kwargs)
+        return self.model(x, t, **kwargs)
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = first_output(self.model(x.to(self.device, self.dtype), t, **self._kwargs(x.shape[0])))
+        out = first_output(self._forward(x.to(self.device, self.dtype), t, self._kwargs(x.shape[0])))
         return out.to(x.dtype) if out.dtype != x.dtype else out
 
     def batched_with(self, other: "ModelDenoiser", x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Outputs of `self` and `other` (same model, other conditioning) from one forward pass."""
         both = torch.cat([x, x]).to(self.device, self.dtype)
-        out = first_output(self.model(both, t, **self._kwargs(both.shape[0], [self, other]))).to(x.dtype)
+        out = first_output(self._forward(both, t, self._kwargs(both.shape[0], [self, other]))).to(x.dtype)
         return out[: x.shape[0]], out[x.shape[0]:]
 
 

@@ -16,13 +16,17 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
 
     `callback(step, total)` is called after each step (progress, and the place where a cancellation
     raises). `clamp` clips the sample to [-clamp, clamp] after every step (DiffWave's sampler does, for
-    audio). `step_options` go to each `run.step` (e.g. `eta` for DDIM).
+    audio). `step_options` go to each `run.step` (e.g. `eta` for DDIM). A model output with learned-variance
+    channels (twice the sample's, as DiT's and PixArt's) keeps only the prediction for samplers that do not
+    read a variance, as diffusers' pipelines do.
     """
     x = noise * run.init_noise_sigma
     timesteps = run.timesteps
     total = len(timesteps)
     for i, t in enumerate(timesteps):
         model_output = denoiser(run.scale_model_input(x, t), t)
+        if model_output.shape[1] == 2 * x.shape[1] and not run.reads_learned_variance:
+            model_output = model_output[:, : x.shape[1]]  # a learned variance this sampler has no use for
         x = run.step(model_output, t, x, generator=generator, **step_options).prev_sample
         if clamp is not None:
             x = x.clamp(-clamp, clamp)

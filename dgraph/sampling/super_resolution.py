@@ -49,5 +49,5 @@ class ImageConditionedDenoiser(ModelDenoiser):
     def batched_with(self, other: ModelDenoiser, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         other_input = other.with_image(x) if isinstance(other, ImageConditionedDenoiser) else x
         both = torch.cat([self.with_image(x), other_input]).to(self.device, self.dtype)
-        out = first_output(self.model(both, t, **self._kwargs(both.shape[0], [self, other]))).to(x.dtype)
+        out = first_output(self._forward(both, t, self._kwargs(both.shape[0], [self, other]))).to(x.dtype)
         return out[: x.shape[0]], out[x.shape[0]:]

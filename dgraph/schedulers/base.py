@@ -155,6 +155,11 @@ class SamplingRun:
         return self.scheduler.order
 
     @property
+    def reads_learned_variance(self) -> bool:
+        """Whether `step` uses a model's learned-variance channels (only DDPM's learned variance types do)."""
+        return False
+
+    @property
     def num_inference_steps(self) -> int:
         return len(self)
 

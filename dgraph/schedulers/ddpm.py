@@ -64,6 +64,10 @@ class DDPMRun(SamplingRun):
             return _roots(self.current_beta, dtype).tolist()
         return None  # learned: from the model output
 
+    @property
+    def reads_learned_variance(self) -> bool:
+        return self.config.variance_type in ("learned", "learned_range")
+
     def _step(self, index, model_output, sample, generator, **options):
         config = self.config
         predicted_variance = None

@@ -1,0 +1,27 @@
+"""diffusers' generic `Transformer2DModel` configs, as the DiT and PixArt-α repos on the Hub ship them.
+
+diffusers now maps such a config onto the family class its norm_type names (dgraph.models.auto does the
+same). The generic class has keys the family classes do not; at their neutral values they mean nothing and
+are dropped quietly, and any other value is refused by name rather than silently ignored.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+
+LEGACY_CLASS = "Transformer2DModel"
+# Keys of Transformer2DModel that neither DiT nor PixArt-α takes, with the value that switches them off.
+NEUTRAL = {"num_vector_embeds": None, "only_cross_attention": False, "double_self_attention": False,
+           "use_linear_projection": False}
+
+
+def check_legacy_config(owner: str, config: Mapping[str, Any], extra_neutral: Mapping[str, Any]) -> bool:
+    """Whether `config` is a Transformer2DModel config (after refusing keys `owner` cannot honour)."""
+    if config.get("_class_name") != LEGACY_CLASS:
+        return False
+    for key, neutral in {**NEUTRAL, **extra_neutral}.items():
+        if key in config and config[key] != neutral:
+            raise ConfigError(f"{owner}: this {LEGACY_CLASS} config sets {key}={config[key]!r}, which {owner} does "
+                              f"not implement (only {neutral!r})")
+    return True
