@@ -244,8 +244,8 @@ class AddedConditions(_Value):
 
     values: dict[str, torch.Tensor]
 
-    def to_device(self, device: torch.device | str) -> "AddedConditions":
-        return AddedConditions({k: v.to(device) for k, v in self.values.items()})
+    def to_device(self, device: torch.device | str, non_blocking: bool = False) -> "AddedConditions":
+        return AddedConditions({k: v.to(device, non_blocking=non_blocking) for k, v in self.values.items()})
 
 
 @dataclass(frozen=True)

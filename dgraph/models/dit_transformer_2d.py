@@ -19,6 +19,7 @@ from .layers.adaptive_norm import modulate
 from .layers.adaptive_transformer import AdaLNZeroBlock
 from .layers.patch_embed import PatchEmbed, unpatchify
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .transformer_2d import check_legacy_config
 from .unet_2d import _batch_timesteps
 
@@ -80,7 +81,7 @@ class DiTTransformer2DModel(ModelMixin):
         return int(self.config.num_embeds_ada_norm)
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor | float | int,
-                class_labels: torch.Tensor) -> torch.Tensor:
+                class_labels: torch.Tensor, return_dict: bool = True) -> ModelOutput | tuple:
         """hidden_states: (B, C, H, W) latents; timestep: a number or (B,) tensor; class_labels: (B,) ints."""
         rows, columns = hidden_states.shape[-2] // self.patch_size, hidden_states.shape[-1] // self.patch_size
         timesteps = _batch_timesteps(timestep, hidden_states)
@@ -94,4 +95,4 @@ class DiTTransformer2DModel(ModelMixin):
         tokens = modulate(self.norm_out(tokens), shift[:, None], scale[:, None])
         tokens = self.proj_out_2(tokens)
         output = unpatchify(tokens, rows, columns, self.patch_size, self.out_channels)
-        return output
+        return model_output(return_dict, sample=output)

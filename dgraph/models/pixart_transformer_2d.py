@@ -19,6 +19,7 @@ from .layers.adaptive_norm import AdaLayerNormSingle, PixArtAlphaTextProjection,
 from .layers.adaptive_transformer import AdaLNSingleBlock
 from .layers.patch_embed import PatchEmbed, unpatchify
 from .modeling import ModelMixin
+from .outputs import ModelOutput, model_output
 from .transformer_2d import check_legacy_config
 from .unet_2d import _batch_timesteps
 from .unet_2d_condition import attention_bias_from_mask
@@ -94,7 +95,7 @@ class PixArtTransformer2DModel(ModelMixin):
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                 timestep: torch.Tensor | float | int | None = None,
                 added_cond_kwargs: dict[str, torch.Tensor] | None = None,
-                encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_attention_mask: torch.Tensor | None = None, return_dict: bool = True) -> ModelOutput | tuple:
         """hidden_states: (B, C, H, W); encoder_hidden_states: (B, S, caption_channels); timestep: a number or
         (B,) tensor; encoder_attention_mask: (B, S) with 1 for tokens to attend to (or an additive bias)."""
         if timestep is None:
@@ -118,4 +119,4 @@ class PixArtTransformer2DModel(ModelMixin):
         shift, scale = (self.scale_shift_table[None] + embedded[:, None]).chunk(2, dim=1)
         tokens = self.proj_out(modulate(self.norm_out(tokens), shift, scale))
         output = unpatchify(tokens, rows, columns, self.patch_size, self.out_channels)
-        return output
+        return model_output(return_dict, sample=output)

@@ -60,7 +60,7 @@ def test_without_a_mask_as_the_if_pipelines_call_it(tmp_path):
     ours = UNet2DConditionModel.from_pretrained(tmp_path)
     values = inputs(STAGE_I_LIKE, seed=5, mask=False)
     with torch.no_grad():
-        assert max_difference(ours(**values), reference(**values).sample) < 1e-5
+        assert max_difference(ours(**values).sample, reference(**values).sample) < 1e-5
 
 
 # A stage-I layout at full width (about 1.9 B parameters): the state dict has diffusers' keys and shapes.
