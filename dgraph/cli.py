@@ -57,9 +57,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of earlier runs (default: new files take the next free number)")
+    p.add_argument("--locked", action="store_true",
+                   help="refuse to run when the workflow differs from its lock file (sources, commits, node versions)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="CPU threads for torch (default: half the usable cores, at least 1; OMP_NUM_THREADS "
                         "if it is set)")
+
+    p = sub.add_parser("push", help="publish a workflow, its files, a model card and its lock to a Hub repo",
+                       description="Upload in one commit the workflow, every local file it names (all inside its "
+                                   "folder), a README.md model card and its lock file. Token, endpoint and login "
+                                   "as huggingface_hub has them (HF_TOKEN or `hf auth login`, HF_ENDPOINT).")
+    p.add_argument("workflow")
+    p.add_argument("repo", help="owner/name (created if missing)")
+    p.add_argument("--dry-run", action="store_true", help="list the files and sizes that would be uploaded; upload nothing")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    p.add_argument("--revision", help="branch to commit to (created if missing; default main)")
+    p.add_argument("--message", "-m", help="commit message")
+
+    p = sub.add_parser("lock", help="pin every hf:// source of a workflow to a commit (writes NAME.lock.json beside it)",
+                       description="Resolve each hf:// source to a commit and record the files it reads, the node "
+                                   "types with their versions and packs, and the dgraph version. `dgraph run` uses "
+                                   "the lock beside a workflow by itself; --locked makes drift an error.")
+    p.add_argument("workflow")
+    p.add_argument("--check", action="store_true", help="report differences from the existing lock; write nothing "
+                                                       "(exit 1 on drift)")
+
+    p = sub.add_parser("pull", help="download exactly the files a workflow reads, at its locked commits",
+                       description="Fetch each source's files (the chosen variant, its folder only) into the "
+                                   "huggingface_hub cache, total size first; continues where an interrupted pull "
+                                   "stopped; afterwards the workflow runs with HF_HUB_OFFLINE=1.")
+    p.add_argument("workflow", help="workflow file or hf://owner/repo[@revision]")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("export", help="write the workflow of a diffusers pipeline folder or repo",
                        description="Read model_index.json of a diffusers pipeline (folder, repo id or hf://repo@rev) "
@@ -174,6 +202,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         if not args.workflow:
             raise UsageError("give a workflow file (or --from-image PNG)")
         graph = _load_graph(args.workflow)
+        from .sharing.repo import use_lock
+
+        for note in use_lock(graph, args.workflow, locked=args.locked):
+            print(f"note: {note}", file=sys.stderr)
     _check_flags(graph, list(_input_flags(extra)), parser)
     if args.prompt_file:
         inputs["prompt"] = _read_prompts(args.prompt_file)
@@ -267,12 +299,66 @@ def _load_graph(source: str):
     from .graph import Graph
     from .hub import parse_source
 
-    name = source.rsplit("@", 1)[0] if source.startswith("hf://") else source
+    if source.startswith("hf://"):
+        from .sharing.repo import load_hub_graph
+
+        return load_hub_graph(source)
+    name = source
     if not name.lower().endswith((".yaml", ".yml", ".json")):
         parsed = parse_source(source)
         if parsed.kind == "hub" or Path(source, "model_index.json").is_file():
             return Graph.from_pretrained(source)
     return Graph.load(source)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .sharing.card import human_size
+    from .sharing.push import plan_push, push
+
+    if args.dry_run:
+        uploads = plan_push(args.workflow, args.repo)
+        print(f"would upload to {args.repo}:")
+    else:
+        uploads, info = push(args.workflow, args.repo, private=args.private, revision=args.revision,
+                             message=args.message)
+    for upload in uploads:
+        print(f"  {human_size(upload.size):>10}  {upload.path_in_repo}")
+    print(f"  {human_size(sum(u.size for u in uploads)):>10}  total, {len(uploads)} files")
+    if not args.dry_run:
+        print(f"pushed {info.oid} to {args.repo}" + (f"@{args.revision}" if args.revision else "") +
+              f": {info.commit_url}")
+    return EXIT_OK
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from .graph import Graph
+    from .sharing.lock import drift, lock_path, read_lock, write_lock
+
+    graph = Graph.load(args.workflow)
+    if not args.check:
+        print(f"wrote {write_lock(graph, args.workflow)}")
+        return EXIT_OK
+    path = lock_path(args.workflow)
+    if not path.is_file():
+        from .errors import DgraphError
+
+        raise DgraphError(f"{args.workflow}: no lock file {path}; write one with `dgraph lock {args.workflow}`")
+    changes = drift(graph, read_lock(path))
+    for change in changes:
+        print(f"drift: {change}")
+    print(f"{args.workflow}: " + (f"{len(changes)} difference{'s' if len(changes) != 1 else ''} from {path}"
+                                  if changes else f"matches {path}"))
+    return EXIT_ERROR if changes else EXIT_OK
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .sharing.card import human_size
+    from .sharing.pull import pull
+
+    summary = pull(args.workflow, progress=not args.quiet)
+    print(f"{summary['files']} files in the cache ({summary['downloaded']} downloaded, "
+          f"{human_size(summary['bytes'])}); run it offline with HF_HUB_OFFLINE=1")
+    return EXIT_OK
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -469,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             raise UsageError(_unrecognized(extra, parser._subparsers._group_actions[0].choices[args.command]))
         return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
-                "export": cmd_export, "convert": cmd_convert, "train": cmd_train}[args.command](args)
+                "export": cmd_export, "convert": cmd_convert,
+                "push": cmd_push, "lock": cmd_lock, "pull": cmd_pull, "train": cmd_train}[args.command](args)
     except UsageError as error:
         print(f"dgraph {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
