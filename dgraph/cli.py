@@ -331,19 +331,24 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
+    from .errors import DgraphError
     from .graph import Graph
+    from .hub import hub_reachable, offline
     from .sharing.lock import drift, lock_path, read_lock, write_lock
 
+    if args.workflow.startswith("hf://"):
+        raise DgraphError(f"{args.workflow}: lock a local workflow file (a pushed workflow carries its lock)")
     graph = Graph.load(args.workflow)
     if not args.check:
         print(f"wrote {write_lock(graph, args.workflow)}")
         return EXIT_OK
     path = lock_path(args.workflow)
     if not path.is_file():
-        from .errors import DgraphError
-
         raise DgraphError(f"{args.workflow}: no lock file {path}; write one with `dgraph lock {args.workflow}`")
-    changes = drift(graph, read_lock(path))
+    resolve = not offline() and hub_reachable()
+    if not resolve:
+        print("note: the Hub is out of reach: revisions were not asked again, only the workflow was compared")
+    changes = drift(graph, read_lock(path), resolve=resolve)
     for change in changes:
         print(f"drift: {change}")
     print(f"{args.workflow}: " + (f"{len(changes)} difference{'s' if len(changes) != 1 else ''} from {path}"

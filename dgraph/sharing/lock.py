@@ -11,6 +11,7 @@ not locked separately: they are read at the commit the workflow file came from.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,16 @@ class Listing:
 
 
 _LISTINGS: dict[tuple[str, str], Listing] = {}
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 def repo_listing(repo_id: str, revision: str | None) -> Listing:
     """The commit `revision` (default: main) of a Hub repo resolves to, and its files with sizes and sha256s.
 
-    Asked once per process for each (repo, revision): a lock, a pull and a card built in one command agree.
+    A commit's listing never changes, so it is asked once per process; a branch or tag is asked each time.
     """
     key = (repo_id, revision or "main")
-    if key not in _LISTINGS:
+    if key not in _LISTINGS or not _COMMIT.match(key[1]):
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -66,7 +68,7 @@ def repo_listing(repo_id: str, revision: str | None) -> Listing:
             raise HubError(f"hf://{repo_id}: cannot list the repo at {key[1]!r}: {error}") from None
         files = [RemoteFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None) for s in info.siblings or []]
         card = info.card_data.to_dict() if info.card_data is not None else {}
-        _LISTINGS[key] = Listing(info.sha, files, card)
+        _LISTINGS[key] = _LISTINGS[(repo_id, info.sha)] = Listing(info.sha, files, card)
     return _LISTINGS[key]
 
 

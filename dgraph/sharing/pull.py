@@ -92,10 +92,10 @@ def _load(workflow: str):
 
 def needed_files(workflow: str, *, write_lock: bool = True) -> tuple[list[Wanted], list[str]]:
     """Every file running `workflow` reads from the Hub, and notes to print (a lock written)."""
-    from .repo import _lock_text, names_file
+    from .repo import lock_of, names_file
 
     graph = _load(workflow)
-    text, where = _lock_text(graph, workflow)
+    text, where = lock_of(graph, workflow)
     notes = []
     if text is not None:
         lock = read_lock(where, text)

@@ -79,7 +79,7 @@ def use_lock(graph, workflow: str, *, locked: bool = False) -> list[str]:
     """Apply the lock beside a workflow (a local file, or the one in the workflow's Hub folder): each locked
     source reads its locked commit. With `locked`, any drift is an error naming the source and what changed;
     so is a missing lock. Returns notes to print (sources the lock does not know)."""
-    text, where = _lock_text(graph, workflow)
+    text, where = lock_of(graph, workflow)
     if text is None:
         if locked:
             raise ShareError(f"{workflow}: --locked, but there is no lock file {where}; "
@@ -95,7 +95,9 @@ def use_lock(graph, workflow: str, *, locked: bool = False) -> list[str]:
     return [f"{key}: not in the lock {where}; read as written" for key in unknown]
 
 
-def _lock_text(graph, workflow: str) -> tuple[str | None, str]:
+def lock_of(graph, workflow: str) -> tuple[str | None, str]:
+    """The text of a workflow's lock (None when it has none) and where it is: beside a local file, or in the
+    workflow's Hub folder at the workflow's commit."""
     if workflow.startswith(HF_SCHEME):
         target = getattr(graph, "workflow_source", None)
         if target is None:  # a diffusers pipeline repo: nothing of ours to lock it with

@@ -89,9 +89,6 @@ def test_drift_after_lock_is_reported_and_refused_by_locked(hub, unet_folder, tm
     weights = (unet_folder / "diffusion_pytorch_model.safetensors").read_bytes()
     new = hub.state.commit(REPO, "main", {"diffusion_pytorch_model.safetensors": Blob(weights + b" ", lfs=True)},
                            "retrained")
-    from dgraph.sharing.lock import forget_listings
-
-    forget_listings()
     capsys.readouterr()
     assert main(["lock", str(workflow), "--check"]) == 1
     change = (f"hf://{REPO}: revision 'main' now resolves to commit {new}, the lock has {old} "
@@ -232,3 +229,70 @@ def test_pull_continues_after_an_interruption(hub, unet_folder, tmp_path, capsys
     size = (unet_folder / "diffusion_pytorch_model.safetensors").stat().st_size
     assert capsys.readouterr().err.splitlines()[0].startswith(f"3 files, {_human(size)} to download (1 files;")
     assert hub.state.downloads == [f"{REPO}/diffusion_pytorch_model.safetensors@{commit}"]
+
+
+def test_push_to_a_private_branch_then_run_that_revision(hub, unet_folder, tmp_path, monkeypatch, capsys):
+    _upload_source_repo(unet_folder)
+    workflow = _workflow(tmp_path / "wf")
+    assert main(["push", str(workflow), "me/ddpm", "--private", "--revision", "dev"]) == 0
+    repo = hub.state.repos["me/ddpm"]
+    assert repo.private and sorted(repo.commits[repo.branches["dev"]])[:1] == ["README.md"]
+    assert repo.commits[repo.branches["main"]] == {}  # main untouched
+    capsys.readouterr()
+    assert main(["run", "hf://me/ddpm@dev", "-q", "--seed", "2", "-o", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ddpm_000.png"]
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache2"))
+    assert main(["run", "hf://me/ddpm@dev", "-q", "-o", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == ("error: hf://me/ddpm@dev: no Hub repo 'me/ddpm' (or it is private: "
+                                       "run `hf auth login`)\n")
+
+
+def test_run_a_repo_with_one_workflow_at_its_root_and_a_diffusers_repo(hub, unet_folder, tmp_path, capsys):
+    from huggingface_hub import HfApi
+
+    _upload_source_repo(unet_folder)
+    workflow = _workflow(tmp_path / "wf", )
+    data = yaml.safe_load(workflow.read_text())
+    data["nodes"]["scheduler"]["inputs"]["config"] = f"hf://{REPO}"
+    api = HfApi()
+    api.create_repo("me/plain")
+    api.upload_file(path_or_fileobj=yaml.safe_dump(data).encode(), path_in_repo="mine.yaml", repo_id="me/plain")
+    assert main(["run", "hf://me/plain", "-q", "--seed", "3", "-o", str(tmp_path / "a")]) == 0
+    expected = Graph.load(workflow).execute(["image"], seed=3).image.tensor
+    assert torch.equal(Graph.load("hf://me/plain/mine.yaml").execute(["image"], seed=3).image.tensor, expected)
+    # A diffusers pipeline repo runs the graph of its model_index.json.
+    pipeline = tmp_path / "pipe"
+    diffusers.DDPMPipeline(unet=diffusers.UNet2DModel.from_pretrained(unet_folder),
+                           scheduler=diffusers.DDPMScheduler.from_pretrained(unet_folder)).save_pretrained(pipeline)
+    api.create_repo("acme/pipe")
+    api.upload_folder(folder_path=str(pipeline), repo_id="acme/pipe")
+    assert main(["run", "hf://acme/pipe", "-q", "--seed", "3", "--steps", "2", "-o", str(tmp_path / "b")]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["ddpm_000.png"]
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="other.yaml", repo_id="me/plain")
+    capsys.readouterr()
+    assert main(["run", "hf://me/plain", "-q", "-o", str(tmp_path / "c")]) == 1
+    assert capsys.readouterr().err == ("error: hf://me/plain: the repo has workflow files mine.yaml, other.yaml; "
+                                       "name the workflow, e.g. hf://me/plain/mine.yaml\n")
+
+
+def test_check_offline_compares_node_versions_and_variants(hub, unet_folder, tmp_path, monkeypatch, capsys):
+    _upload_source_repo(unet_folder)
+    workflow = _workflow(tmp_path / "wf")
+    assert main(["lock", str(workflow)]) == 0
+    lock_file = tmp_path / "wf" / "ddpm.lock.json"
+    lock = json.loads(lock_file.read_text())
+    lock["nodes"]["load.unet"]["version"] = 0
+    lock_file.write_text(json.dumps(lock))
+    data = yaml.safe_load(workflow.read_text())
+    data["nodes"]["unet"]["inputs"]["variant"] = "fp16"
+    workflow.write_text(yaml.safe_dump(data, sort_keys=False))
+    go_offline(monkeypatch, hub)
+    capsys.readouterr()
+    assert main(["lock", str(workflow), "--check"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "note: the Hub is out of reach: revisions were not asked again, only the workflow was compared",
+        "drift: node type load.unet: version 1, the lock has 0",
+        f"drift: hf://{REPO}: variant 'fp16', the lock has None",
+        f"{workflow}: 2 differences from {lock_file}"]
