@@ -42,14 +42,14 @@ def repo_workflow(text: str) -> str:
         return str(source.join(named))
     if fetch_file(source, "model_index.json", required=False) is not None:
         return text
-    candidates = []
-    if not offline() and hub_reachable():
-        from .lock import repo_listing
+    if offline() or not hub_reachable():
+        fetch_file(source, "README.md")  # not in the cache: the usual error, saying how to fetch it
+    from .lock import repo_listing
 
-        prefix = f"{source.path}/" if source.path else ""
-        candidates = [f.path[len(prefix):] for f in repo_listing(source.location, source.revision).files
-                      if f.path.startswith(prefix) and "/" not in f.path[len(prefix):]
-                      and f.path.lower().endswith((".yaml", ".yml")) and not f.path.endswith(".lock.json")]
+    prefix = f"{source.path}/" if source.path else ""
+    candidates = [f.path[len(prefix):] for f in repo_listing(source.location, source.revision).files
+                  if f.path.startswith(prefix) and "/" not in f.path[len(prefix):]
+                  and f.path.lower().endswith((".yaml", ".yml"))]
     if len(candidates) == 1:
         return str(source.join(candidates[0]))
     found = f"workflow files {', '.join(candidates)}" if candidates else "no workflow file and no model_index.json"

@@ -296,3 +296,25 @@ def test_check_offline_compares_node_versions_and_variants(hub, unet_folder, tmp
         "drift: node type load.unet: version 1, the lock has 0",
         f"drift: hf://{REPO}: variant 'fp16', the lock has None",
         f"{workflow}: 2 differences from {lock_file}"]
+
+
+@pytest.mark.slow  # a second Python process importing torch: seconds that the in-process tests already cover
+def test_a_fresh_process_finds_the_server_through_hf_endpoint_alone(hub, unet_folder, tmp_path):
+    """No setting made in this process reaches the child: HF_ENDPOINT, HF_TOKEN and HF_HUB_CACHE do."""
+    import os
+    import subprocess
+    import sys
+
+    _upload_source_repo(unet_folder)
+    workflow = _workflow(tmp_path / "wf")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "child-cache"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-m", "dgraph", "pull", str(workflow), "-q"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    commit = hub.state.repos[REPO].branches["main"]
+    assert sorted(hub.state.downloads) == [f"{REPO}/{name}@{commit}" for name in
+                                           ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json")]
+    size = sum((unet_folder / name).stat().st_size for name in
+               ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"))
+    assert done.stdout == f"3 files in the cache (3 downloaded, {_human(size)}); run it offline with HF_HUB_OFFLINE=1\n"
