@@ -317,10 +317,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         uploads = plan_push(args.workflow, args.repo)
-        print(f"would upload to {args.repo}:")
     else:
         uploads, info = push(args.workflow, args.repo, private=args.private, revision=args.revision,
                              message=args.message)
+    print(f"{'would upload' if args.dry_run else 'uploaded'} to {args.repo}:")
     for upload in uploads:
         print(f"  {human_size(upload.size):>10}  {upload.path_in_repo}")
     print(f"  {human_size(sum(u.size for u in uploads)):>10}  total, {len(uploads)} files")

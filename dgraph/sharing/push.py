@@ -16,7 +16,7 @@ from typing import Any
 from ..hub import parse_source
 from . import ShareError
 from .card import model_card
-from .lock import build_lock, lock_path, lock_text, read_lock, repo_listing
+from .lock import build_lock, drift, lock_path, lock_text, read_lock, repo_listing
 from .sources import local_path, path_literals, source_uses
 
 # Names that hold credentials, whatever their content.
@@ -115,7 +115,14 @@ def plan_push(workflow: str | Path, repo_id: str) -> list[Upload]:
     graph = Graph.load(workflow)
     uploads = collect_files(graph, workflow)
     existing = lock_path(workflow)
-    lock = read_lock(existing) if existing.is_file() else build_lock(graph, workflow.name)
+    if existing.is_file():
+        lock = read_lock(existing)
+        stale = drift(graph, lock, resolve=False)
+        if stale:
+            raise ShareError(f"cannot push {workflow}: its lock {existing} is out of date:\n  - " + "\n  - ".join(stale)
+                             + f"\nrun `dgraph lock {workflow}` first (or delete it: push then locks the workflow afresh)")
+    else:
+        lock = build_lock(graph, workflow.name)
     text = lock_text(lock).encode()
     lock_upload = Upload(existing.name, len(text), data=text)
     card = model_card(graph, workflow.name, repo_id, lock, _licenses(lock)).encode()

@@ -119,6 +119,17 @@ def test_push_dry_run_lists_files_and_sizes(hub, unet_folder, tmp_path, capsys):
     assert lines[2] == f"  {f'{size / 1000:.1f} kB' if size >= 1000 else f'{size} B':>10}  scheduler/scheduler_config.json"
     assert lines[-1].endswith(f"total, 4 files")
     assert "me/ddpm" not in hub.state.repos  # nothing sent
+    # A lock beside the workflow is pushed as it is, but never one that no longer fits the workflow.
+    assert main(["lock", str(workflow)]) == 0
+    data = yaml.safe_load(workflow.read_text())
+    data["nodes"]["unet"]["inputs"]["variant"] = "fp16"
+    workflow.write_text(yaml.safe_dump(data, sort_keys=False))
+    capsys.readouterr()
+    assert main(["push", str(workflow), "me/ddpm", "--dry-run"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot push {workflow}: its lock {tmp_path / 'wf' / 'ddpm.lock.json'} is out of date:\n"
+        f"  - hf://{REPO}: variant 'fp16', the lock has None\nrun `dgraph lock {workflow}` first (or delete it: "
+        "push then locks the workflow afresh)\n")
 
 
 def test_push_refuses_files_outside_the_folder_and_secrets(hub, unet_folder, tmp_path, capsys):
