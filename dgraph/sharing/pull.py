@@ -147,8 +147,8 @@ def pull(workflow: str, *, stream: TextIO | None = None, progress: bool = True) 
     missing = [f for f in files if not _cached(f)]
     total = sum(f.size for f in missing)
     have = sum(f.size for f in files) - total
-    print(f"{len(files)} files, {human_size(total)} to download ({len(missing)} files; "
-          f"{human_size(have)} already in the cache)", file=stream)
+    print(f"{len(files)} files: {len(missing)} to download ({human_size(total)}), "
+          f"{len(files) - len(missing)} already in the cache ({human_size(have)})", file=stream)
     bar = _Bar(total, stream, progress)
     for file in missing:
         try:

@@ -192,7 +192,7 @@ def test_push_then_pull_and_run_offline(hub, unet_folder, tmp_path, monkeypatch,
     assert head[:3] == own
     rest = sum(len(f.data) for f in hub_files(hub, head[3:]))
     first = sum(len(f.data) for f in hub_files(hub, own))
-    assert err.splitlines()[0] == f"7 files, {_human(rest)} to download (4 files; {_human(first)} already in the cache)"
+    assert err.splitlines()[0] == f"7 files: 4 to download ({_human(rest)}), 3 already in the cache ({_human(first)})"
 
     go_offline(monkeypatch, hub)
     assert main(["run", "hf://me/ddpm", "-q", "--seed", "4", "-o", str(tmp_path / "out")]) == 0
@@ -238,7 +238,9 @@ def test_pull_continues_after_an_interruption(hub, unet_folder, tmp_path, capsys
     hub.state.downloads.clear()
     assert main(["pull", str(workflow), "-q"]) == 0
     size = (unet_folder / "diffusion_pytorch_model.safetensors").stat().st_size
-    assert capsys.readouterr().err.splitlines()[0].startswith(f"3 files, {_human(size)} to download (1 files;")
+    rest = sum((unet_folder / name).stat().st_size for name in ("config.json", "scheduler_config.json"))
+    first_line = capsys.readouterr().err.splitlines()[0]
+    assert first_line == f"3 files: 1 to download ({_human(size)}), 2 already in the cache ({_human(rest)})"
     assert hub.state.downloads == [f"{REPO}/diffusion_pytorch_model.safetensors@{commit}"]
 
 
