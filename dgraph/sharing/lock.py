@@ -207,8 +207,8 @@ def pin(graph, lock: dict[str, Any]) -> list[str]:
         if entry is None:
             unknown.append(_key(use.source))
             continue
-        pinned = replace(use.source, revision=entry["commit"])
-        graph.set(f"{use.node}.{use.input}", str(pinned))
+        pinned = str(replace(use.source, revision=entry["commit"]))
+        graph.set(use.graph_input or f"{use.node}.{use.input}", pinned)
     return unknown
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.workflow import Literal
+from ..engine.workflow import GraphRef, Literal
 from ..hub import Source, parse_source
 
 # Weight formats: only safetensors are read, pickles only with allow_pickle; the others never.
@@ -34,6 +34,7 @@ class SourceUse:
     source: Source  # resolved against the workflow's folder (or its Hub folder)
     variant: str | None = None
     allow_pickle: bool = False
+    graph_input: str | None = None  # the graph input whose default this is, when the node reads `$name`
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,24 @@ class RemoteFile:
 
 
 def source_uses(graph) -> list[SourceUse]:
-    """Every literal `Source` input of the graph's nodes, in file order."""
+    """Every `Source` input of the graph's nodes given in the file: a literal, or a graph input's default."""
     uses = []
     for name, node in graph.resolved.nodes.items():
         literals = {k: b.value for k, b in node.bindings.items() if isinstance(b, Literal)}
-        for key, value in literals.items():
-            if str(node.spec.inputs[key].type) == "Source" and isinstance(value, str):
-                variant = literals.get("variant") if "variant" in node.spec.inputs else None
+        defaults = {k: b.name for k, b in node.bindings.items() if isinstance(b, GraphRef)}
+        variant = literals.get("variant") if "variant" in node.spec.inputs else None
+        for key in node.bindings:
+            if str(node.spec.inputs[key].type) != "Source":
+                continue
+            graph_input = defaults.get(key)
+            if graph_input is not None:
+                _, has_default, value = graph.resolved.inputs[graph_input]
+                value = value if has_default else None
+            else:
+                value = literals.get(key)
+            if isinstance(value, str):
                 uses.append(SourceUse(name, key, value, parse_source(value, graph.base), variant or None,
-                                      bool(literals.get("allow_pickle", False))))
+                                      bool(literals.get("allow_pickle", False)), graph_input))
     return uses
 
 

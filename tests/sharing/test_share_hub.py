@@ -331,3 +331,21 @@ def test_a_fresh_process_finds_the_server_through_hf_endpoint_alone(hub, unet_fo
     size = sum((unet_folder / name).stat().st_size for name in
                ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"))
     assert done.stdout == f"3 files in the cache (3 downloaded, {_human(size)}); run it offline with HF_HUB_OFFLINE=1\n"
+
+
+def test_a_source_given_as_a_graph_input_default_is_locked_and_pinned(hub, unet_folder, tmp_path):
+    old = _upload_source_repo(unet_folder)
+    workflow = _workflow(tmp_path / "wf")
+    data = yaml.safe_load(workflow.read_text())
+    data["inputs"]["model"] = {"type": "Source", "default": f"hf://{REPO}"}
+    data["nodes"]["unet"]["inputs"]["source"] = "$model"
+    workflow.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["lock", str(workflow)]) == 0
+    lock = json.loads((tmp_path / "wf" / "ddpm.lock.json").read_text())
+    assert list(lock["sources"]) == [f"hf://{REPO}"] and lock["sources"][f"hf://{REPO}"]["commit"] == old
+    weights = (unet_folder / "diffusion_pytorch_model.safetensors").read_bytes()
+    hub.state.commit(REPO, "main", {"diffusion_pytorch_model.safetensors": Blob(weights[::-1], lfs=True)}, "moved")
+    hub.state.downloads.clear()
+    assert main(["run", str(workflow), "-q", "--seed", "1", "-o", str(tmp_path / "out")]) == 0
+    assert sorted(hub.state.downloads) == [f"{REPO}/{name}@{old}" for name in
+                                           ("config.json", "diffusion_pytorch_model.safetensors")]
