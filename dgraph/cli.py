@@ -39,12 +39,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser
 
-    p = sub.add_parser("run", help="run a workflow file (path or hf://owner/repo/file.yaml@rev)", add_help=False,
+    p = sub.add_parser("run", help="run a workflow (a file, hf://owner/repo[/file.yaml][@rev], a diffusers repo)", add_help=False,
                        description="Run a workflow. Any graph input can be given as --NAME VALUE "
                                    "(e.g. --prompt, --seed, --steps); --set also reaches node inputs. "
                                    "`dgraph run WORKFLOW --help` lists the workflow's own inputs.")
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the workflow's inputs) and exit")
-    p.add_argument("workflow", nargs="?", help="workflow file, hf://owner/repo/path.yaml@revision")
+    p.add_argument("workflow", nargs="?", help="workflow file, hf://owner/repo/path.yaml@revision, hf://owner/repo")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a graph input (steps=20) or a node input (unet.source=./my-unet); repeatable")
     p.add_argument("--device", help="default device for nodes without their own `device:` (cpu, cuda, cuda:1, mps)")

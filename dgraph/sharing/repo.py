@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import HubError
 from ..hub import HF_SCHEME, Source, fetch_file, hub_reachable, offline, parse_source
 from . import ShareError
-from .lock import commit_of, drift, lock_path, pin, read_lock
+from .lock import commit_of, drift, lock_path, pin, read_lock, repo_listing
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 CARD_KEY = "dgraph_workflow"
@@ -44,8 +44,6 @@ def repo_workflow(text: str) -> str:
         return text
     if offline() or not hub_reachable():
         fetch_file(source, "README.md")  # not in the cache: the usual error, saying how to fetch it
-    from .lock import repo_listing
-
     prefix = f"{source.path}/" if source.path else ""
     candidates = [f.path[len(prefix):] for f in repo_listing(source.location, source.revision).files
                   if f.path.startswith(prefix) and "/" not in f.path[len(prefix):]
