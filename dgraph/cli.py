@@ -38,12 +38,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser
 
-    p = sub.add_parser("run", help="run a workflow file (path or hf://owner/repo/file.yaml@rev)", add_help=False,
+    p = sub.add_parser("run", help="run a workflow (a file, hf://owner/repo[/file.yaml][@rev], a diffusers repo)", add_help=False,
                        description="Run a workflow. Any graph input can be given as --NAME VALUE "
                                    "(e.g. --prompt, --seed, --steps); --set also reaches node inputs. "
                                    "`dgraph run WORKFLOW --help` lists the workflow's own inputs.")
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the workflow's inputs) and exit")
-    p.add_argument("workflow", nargs="?", help="workflow file, hf://owner/repo/path.yaml@revision")
+    p.add_argument("workflow", nargs="?", help="workflow file, hf://owner/repo/path.yaml@revision, hf://owner/repo")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a graph input (steps=20) or a node input (unet.source=./my-unet); repeatable")
     p.add_argument("--device", help="default device for nodes without their own `device:` (cpu, cuda, cuda:1, mps)")
@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of earlier runs (default: new files take the next free number)")
+    p.add_argument("--locked", action="store_true",
+                   help="refuse to run when the workflow differs from its lock file (sources, commits, node versions)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="CPU threads for torch (default: half the usable cores, at least 1; OMP_NUM_THREADS "
                         "if it is set)")
@@ -77,6 +79,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", action="append", dest="outputs", metavar="NAME",
                    help="plan only for this graph output (repeatable); default: all")
     _executor_flags(p, required=True)
+
+    p = sub.add_parser("push", help="publish a workflow, its files, a model card and its lock to a Hub repo",
+                       description="Upload in one commit the workflow, every local file it names (all inside its "
+                                   "folder), a README.md model card and its lock file. Token, endpoint and login "
+                                   "as huggingface_hub has them (HF_TOKEN or `hf auth login`, HF_ENDPOINT).")
+    p.add_argument("workflow")
+    p.add_argument("repo", help="owner/name (created if missing)")
+    p.add_argument("--dry-run", action="store_true", help="list the files and sizes that would be uploaded; upload nothing")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    p.add_argument("--revision", help="branch to commit to (created if missing; default main)")
+    p.add_argument("--message", "-m", help="commit message")
+
+    p = sub.add_parser("lock", help="pin every hf:// source of a workflow to a commit (writes NAME.lock.json beside it)",
+                       description="Resolve each hf:// source to a commit and record the files it reads, the node "
+                                   "types with their versions and packs, and the dgraph version. `dgraph run` uses "
+                                   "the lock beside a workflow by itself; --locked makes drift an error.")
+    p.add_argument("workflow")
+    p.add_argument("--check", action="store_true", help="report differences from the existing lock; write nothing "
+                                                       "(exit 1 on drift)")
+
+    p = sub.add_parser("pull", help="download exactly the files a workflow reads, at its locked commits",
+                       description="Fetch each source's files (the chosen variant, its folder only) into the "
+                                   "huggingface_hub cache, total size first; continues where an interrupted pull "
+                                   "stopped; afterwards the workflow runs with HF_HUB_OFFLINE=1.")
+    p.add_argument("workflow", help="workflow file or hf://owner/repo[@revision]")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("export", help="write the workflow of a diffusers pipeline folder or repo",
                        description="Read model_index.json of a diffusers pipeline (folder, repo id or hf://repo@rev) "
@@ -208,6 +236,10 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         if not args.workflow:
             raise UsageError("give a workflow file (or --from-image PNG)")
         graph = _load_graph(args.workflow)
+        from .sharing.repo import use_lock
+
+        for note in use_lock(graph, args.workflow, locked=args.locked):
+            print(f"note: {note}", file=sys.stderr)
     _check_flags(graph, list(flags), parser)
     if args.prompt_file:
         inputs["prompt"] = _read_prompts(args.prompt_file)
@@ -343,12 +375,71 @@ def _load_graph(source: str):
     from .graph import Graph
     from .hub import parse_source
 
-    name = source.rsplit("@", 1)[0] if source.startswith("hf://") else source
+    if source.startswith("hf://"):
+        from .sharing.repo import load_hub_graph
+
+        return load_hub_graph(source)
+    name = source
     if not name.lower().endswith((".yaml", ".yml", ".json")):
         parsed = parse_source(source)
         if parsed.kind == "hub" or Path(source, "model_index.json").is_file():
             return Graph.from_pretrained(source)
     return Graph.load(source)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .sharing.card import human_size
+    from .sharing.push import plan_push, push
+
+    if args.dry_run:
+        uploads = plan_push(args.workflow, args.repo)
+    else:
+        uploads, info = push(args.workflow, args.repo, private=args.private, revision=args.revision,
+                             message=args.message)
+    print(f"{'would upload' if args.dry_run else 'uploaded'} to {args.repo}:")
+    for upload in uploads:
+        print(f"  {human_size(upload.size):>10}  {upload.path_in_repo}")
+    print(f"  {human_size(sum(u.size for u in uploads)):>10}  total, {len(uploads)} files")
+    if not args.dry_run:
+        print(f"pushed {info.oid} to {args.repo}" + (f"@{args.revision}" if args.revision else "") +
+              f": {info.commit_url}")
+    return EXIT_OK
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from .errors import DgraphError
+    from .graph import Graph
+    from .hub import hub_reachable, offline
+    from .sharing.lock import drift, lock_path, read_lock, write_lock
+
+    if args.workflow.startswith("hf://"):
+        raise DgraphError(f"{args.workflow}: lock a local workflow file (a pushed workflow carries its lock)")
+    graph = Graph.load(args.workflow)
+    if not args.check:
+        print(f"wrote {write_lock(graph, args.workflow)}")
+        return EXIT_OK
+    path = lock_path(args.workflow)
+    if not path.is_file():
+        raise DgraphError(f"{args.workflow}: no lock file {path}; write one with `dgraph lock {args.workflow}`")
+    resolve = not offline() and hub_reachable()
+    if not resolve:
+        print("note: the Hub is out of reach: revisions were not asked again, only the workflow was compared")
+    changes = drift(graph, read_lock(path), resolve=resolve)
+    for change in changes:
+        print(f"drift: {change}")
+    print(f"{args.workflow}: " + (f"{len(changes)} difference{'s' if len(changes) != 1 else ''} from {path}"
+                                  if changes else f"matches {path}"))
+    return EXIT_ERROR if changes else EXIT_OK
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .sharing.card import human_size
+    from .sharing.pull import pull
+
+    summary = pull(args.workflow, progress=not args.quiet)
+    print(f"{summary['files']} files in the cache ({summary['downloaded']} downloaded, "
+          f"{human_size(summary['bytes'])}); run it offline with HF_HUB_OFFLINE=1")
+    return EXIT_OK
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -551,8 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             raise UsageError(_unrecognized(extra, parser._subparsers._group_actions[0].choices[args.command]))
         return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
-                "export": cmd_export, "convert": cmd_convert, "train": cmd_train,
-                "plan": cmd_plan}[args.command](args)
+                "export": cmd_export, "convert": cmd_convert, "train": cmd_train, "plan": cmd_plan,
+                "push": cmd_push, "lock": cmd_lock, "pull": cmd_pull}[args.command](args)
     except UsageError as error:
         print(f"dgraph {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE
