@@ -162,3 +162,13 @@ def test_dynamic_thresholding_matches_diffusers_ddpm_thresholding():
     run = ours.start(1000)
     got = run.step(eps2, t, x, generator=torch.Generator().manual_seed(0)).pred_original_sample
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_every_family_of_the_table_is_a_named_node_type():
+    # Each node type of the FAMILIES table is a module attribute a reader can find (scheduler_<family>).
+    import nodes.schedulers as module
+    from dgraph.node import spec_of
+
+    names = {spec_of(getattr(module, f"scheduler_{family}")).type_name for family in FAMILIES}
+    assert names == {f"scheduler.{family}" for family in FAMILIES}
+    assert {spec.type_name for spec in default_registry() if spec.type_name.startswith("scheduler.")} == names
