@@ -190,8 +190,9 @@ def run_case(case: Case, scratch: Path, log=print) -> dict:
     return row
 
 
-def run_cases(cases: Sequence[Case], log=print) -> list[dict]:
-    rows = []
+def run_cases(cases: Sequence[Case], log=print, done: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Run the cases in order; `done(rows so far)` after each."""
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dgraph-bench-") as tmp:
         for case in cases:
             log(f"{case.name}: {case.what}  (load {os.getloadavg()[0]:.2f})")
@@ -200,6 +201,8 @@ def run_cases(cases: Sequence[Case], log=print) -> list[dict]:
             except Exception as error:  # one broken case must not hide the others' figures
                 log(f"  failed: {error}")
                 rows.append({"case": case.name, "what": case.what, "error": str(error)[-500:]})
+            if done is not None:
+                done(rows)
     return rows
 
 
