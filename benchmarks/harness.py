@@ -86,7 +86,7 @@ class SideResult:
 def environment(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONDONTWRITEBYTECODE="1")
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
 
 
