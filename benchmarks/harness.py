@@ -85,6 +85,9 @@ class SideResult:
 
 def environment(threads: int) -> dict[str, str]:
     env = dict(os.environ)
+    # Compiled modules as an installed package has them: without .pyc files dgraph's own modules would be
+    # compiled from source in every fresh process, while the reference libraries' were compiled at install.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT),
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
