@@ -3,6 +3,7 @@
     python -m benchmarks                    # every case; writes benchmarks/results/results.{md,json,png}
     python -m benchmarks --only cli engine  # cases whose name starts with one of these
     python -m benchmarks --list
+    python -m benchmarks --render           # rewrite results.md and results.png from results.json
 
 Run it on an idle machine: the load average is printed beside every case.
 """
@@ -24,21 +25,32 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=[], help="name prefixes of the cases to run")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for results.md/.json/.png")
+    parser.add_argument("--render", action="store_true", help="only redraw the table and plot from results.json")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads((args.out / "results.json").read_text())
+        write(saved["rows"], saved["machine"], args.out)
+        return
     cases = [c for c in CASES if not args.only or any(c.name.startswith(p) for p in args.only)]
     if args.list:
         for case in cases:
             print(f"{case.name:32s} {case.what}")
         return
     header = f"# dgraph benchmarks\n\n{machine_line({c.threads for c in cases})}"
-    rows = run_cases(cases)
-    args.out.mkdir(parents=True, exist_ok=True)
+    # Written after every case, so that an interrupted run keeps what it measured.
+    rows = run_cases(cases, done=lambda so_far: write(so_far, header, args.out, quiet=True))
+    write(rows, header, args.out)
+
+
+def write(rows: list[dict], header: str, out: Path, quiet: bool = False) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows, header)
-    (args.out / "results.md").write_text(table)
-    (args.out / "results.json").write_text(json.dumps({"machine": header, "rows": rows}, indent=1) + "\n")
-    plot(rows, args.out / "results.png")
-    print("\n" + table)
-    print(f"written: {os.path.relpath(args.out)}/results.md, results.json, results.png")
+    (out / "results.md").write_text(table)
+    (out / "results.json").write_text(json.dumps({"machine": header, "rows": rows}, indent=1) + "\n")
+    plot(rows, out / "results.png")
+    if not quiet:
+        print("\n" + table)
+        print(f"written: {os.path.relpath(out)}/results.md, results.json, results.png")
 
 
 if __name__ == "__main__":

@@ -85,8 +85,11 @@ class SideResult:
 
 def environment(threads: int) -> dict[str, str]:
     env = dict(os.environ)
+    # Compiled modules as an installed package has them: without .pyc files dgraph's own modules would be
+    # compiled from source in every fresh process, while the reference libraries' were compiled at install.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONDONTWRITEBYTECODE="1")
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return env
 
 
@@ -190,8 +193,9 @@ def run_case(case: Case, scratch: Path, log=print) -> dict:
     return row
 
 
-def run_cases(cases: Sequence[Case], log=print) -> list[dict]:
-    rows = []
+def run_cases(cases: Sequence[Case], log=print, done: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Run the cases in order; `done(rows so far)` after each."""
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dgraph-bench-") as tmp:
         for case in cases:
             log(f"{case.name}: {case.what}  (load {os.getloadavg()[0]:.2f})")
@@ -200,6 +204,8 @@ def run_cases(cases: Sequence[Case], log=print) -> list[dict]:
             except Exception as error:  # one broken case must not hide the others' figures
                 log(f"  failed: {error}")
                 rows.append({"case": case.name, "what": case.what, "error": str(error)[-500:]})
+            if done is not None:
+                done(rows)
     return rows
 
 
