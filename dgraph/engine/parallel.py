@@ -114,8 +114,9 @@ class _Schedule:
         self.listener = first.on_event
         self.item_events = item_events
         self.states = [RunState({n: value_digest(v) for n, v in r.inputs.items()}) for r in requests]
-        self.tokens = [r.cache.begin_run() for r in requests]
+        # placed before the cache hears of the run: a placement error leaves nothing behind
         self.placed, self.offloaded = zip(*(executor.devices_for(r) for r in requests)) if requests else ((), ())
+        self.tokens = [r.cache.begin_run() for r in requests]
         self.lanes: dict[torch.device, Lane] = {}
         for devices in self.placed:
             for device in devices.values():
@@ -165,6 +166,24 @@ class _Schedule:
         error: BaseException | None = None
         try:
             while ready or running:
+                if not running and len(ready) == 1 and error is None and not self.cancel.cancelled \
+                        and self._inline(ready[0]):
+                    # One CPU node and nothing else running (a chain): run it here, sparing the handoff.
+                    item, _, name = heapq.heappop(ready)
+                    job = (item, name)
+                    self.lane_of[job] = self.lanes[self.placed[item][name]]
+                    try:
+                        result = self._work(job, self.lane_of[job], 0)
+                    except Exception as failure:  # noqa: BLE001 - raised below, after the bookkeeping
+                        error = failure
+                        self.cancel.cancel()
+                        continue
+                    self._store(job, result)
+                    for child in children.get(job, ()):
+                        waiting[child] -= 1
+                        if waiting[child] == 0:
+                            heapq.heappush(ready, (child[0], order[child], child[1]))
+                    continue
                 if error is None and not self.cancel.cancelled:
                     ready, started = self._dispatch(ready, pools, slots, busy, finished)
                     running += started
@@ -208,6 +227,11 @@ class _Schedule:
             emit(Event("done"))
         return [{out: state.values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
                 for request, state in zip(self.requests, self.states)]
+
+    def _inline(self, entry: tuple[int, int, str]) -> bool:
+        """Whether a lone ready node can run in the driver's thread: a CPU node, at the caller's thread count."""
+        item, _, name = entry
+        return self.placed[item][name].type == "cpu" and self.total_threads == torch.get_num_threads()
 
     def _dispatch(self, ready, pools, slots, busy, finished) -> tuple[list, int]:
         """Start every ready node whose lane has a free worker; returns the rest and how many started."""
