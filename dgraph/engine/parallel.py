@@ -17,9 +17,7 @@ so files are numbered in it), and otherwise item k+1's first stage runs while it
 """
 from __future__ import annotations
 
-import dataclasses
 import heapq
-import itertools
 import os
 import queue
 import threading
@@ -32,14 +30,13 @@ import torch
 from ..errors import Cancelled, DgraphError
 from ..node import CancelToken
 from .cache import value_digest
-from .events import Event
+from .events import Event, new_run, stamping
 from .executor import Executor, RunRequest, placement
 from .lanes import Lane, carry, use_cpu_threads
 from .offload import offload
 from .task import RunState, Services, prepare, run_task
 
 Job = tuple[int, str]  # (item, node name)
-_RUNS = itertools.count(1)
 
 
 class _RunCancel(CancelToken):
@@ -109,7 +106,7 @@ class _Schedule:
         self.requests = requests
         first = requests[0]
         self.cancel = _RunCancel(first.cancel)
-        self.run_id = f"run-{next(_RUNS)}"
+        self.run_id = new_run()
         self.lock = threading.Lock()  # one event at a time reaches the callback
         self.listener = first.on_event
         self.item_events = item_events
@@ -128,15 +125,7 @@ class _Schedule:
 
     # ---- events -------------------------------------------------------------------------------------
     def emitter(self, item: int):
-        if self.listener is None:
-            return None
-        index = item if self.item_events else -1
-
-        def emit(event: Event) -> None:
-            with self.lock:
-                self.listener(dataclasses.replace(event, run=self.run_id, item=index))
-
-        return emit
+        return stamping(self.listener, self.run_id, item if self.item_events else -1, self.lock)
 
     # ---- the driver loop ----------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:

@@ -270,3 +270,45 @@ def test_run_command_flags(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"item 0 files: {tmp_path / 'items' / 'noise_000.png'}" in printed
     assert "item 1 other: tensor (1, 3, 8, 8) float32" in printed
+
+
+@node("par.interrupt", description="Sends Ctrl-C to the main thread at step 3.", output="value")
+def interrupt(ctx: Context) -> torch.Tensor:
+    import _thread
+
+    for i in range(50):
+        time.sleep(0.02)
+        ctx.progress(i + 1, 50)
+        if i + 1 == 3:
+            _thread.interrupt_main()
+    return torch.zeros(1)
+
+
+def test_ctrl_c_in_the_driver_stops_every_branch(registry):
+    registry.add(interrupt, "tests")
+    graph = Graph.load({"dgraph": 1, "nodes": {
+        "a": {"type": "par.interrupt"}, "b": {"type": "par.sample", "inputs": {"steps": 50}}},
+        "outputs": {"a": "@a.value", "b": "@b.value"}}, registry=registry)
+    seen: list[Event] = []
+    with pytest.raises(Cancelled, match="^interrupted$"):
+        graph.execute(executor="parallel", on_event=seen.append)
+    for name in "ab":
+        assert max(e.step for e in seen if e.kind == "step" and e.node == name) < 50
+    assert not [e for e in seen if e.kind == "node-end"] and len(graph.cache) == 0
+
+
+def test_progress_shows_every_running_node():
+    import io
+
+    from dgraph.progress import ProgressPrinter
+
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream=stream, every=0.0)
+    for event in [Event("plan", total=2), Event("node-start", "a", item=0), Event("node-start", "a", item=1),
+                  Event("step", "a", step=1, total=2, item=0), Event("step", "a", step=1, total=2, item=1),
+                  Event("step", "a", step=2, total=2, item=1), Event("node-end", "a", seconds=0.5, item=1, device="cpu"),
+                  Event("step", "a", step=2, total=2, item=0), Event("node-end", "a", seconds=0.7, item=0, device="cpu")]:
+        printer(event)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["    a[1]: step 2/2", "[1/2] a[1] (cpu) 0.50s",
+                                                      "    a[0]: step 2/2", "[2/2] a[0] (cpu) 0.70s"]
