@@ -60,7 +60,8 @@ class ParallelExecutor(Executor):
     devices: devices to place nodes without `device:` over, by memory (`cuda:0`, `cuda:1:24GiB`; see
         engine/placement.py); None places as the local executor does (`device=` of execute, else the CPU).
     cpu_workers: CPU nodes running at once (default: the usable cores, at most 4).
-    cpu_threads: torch threads shared by the CPU nodes running at once (default: the caller's count).
+    cpu_threads: torch threads shared by the CPU nodes running at once (default: the caller's count); a CPU
+        node running alone takes no more than the caller's count.
     offload: keep weights of models that fit no device on the CPU, moving them for each use.
     """
 
@@ -121,7 +122,8 @@ class _Schedule:
                     self.lanes[device] = Lane(device)
         self.lane_of: dict[Job, Lane] = {}
         self.done_event: dict[Job, Any] = {}
-        self.total_threads = executor.cpu_threads or torch.get_num_threads()
+        self.caller_threads = torch.get_num_threads()
+        self.total_threads = executor.cpu_threads or self.caller_threads
 
     # ---- events -------------------------------------------------------------------------------------
     def emitter(self, item: int):
@@ -148,7 +150,9 @@ class _Schedule:
         if emit:
             emit(Event("plan", total=len(order)))
         pools: dict[torch.device, ThreadPoolExecutor] = {}
-        slots = {device: (self.executor.cpu_workers if device.type == "cpu" else 1) for device in self.lanes}
+        # never more CPU nodes at once than threads to give them
+        cpu_slots = max(1, min(self.executor.cpu_workers, self.total_threads))
+        slots = {device: (cpu_slots if device.type == "cpu" else 1) for device in self.lanes}
         busy = {device: 0 for device in self.lanes}
         finished: queue.Queue[tuple[Job, torch.device, Future]] = queue.Queue()
         running = 0
@@ -220,7 +224,12 @@ class _Schedule:
     def _inline(self, entry: tuple[int, int, str]) -> bool:
         """Whether a lone ready node can run in the driver's thread: a CPU node, at the caller's thread count."""
         item, _, name = entry
-        return self.placed[item][name].type == "cpu" and self.total_threads == torch.get_num_threads()
+        return self.placed[item][name].type == "cpu" and self._alone() == self.caller_threads
+
+    def _alone(self) -> int:
+        """Threads for a CPU node running alone: the budget, but no more than the caller runs with (the CLI
+        keeps that below the cores on purpose, see cli.cpu_threads)."""
+        return min(self.total_threads, self.caller_threads)
 
     def _dispatch(self, ready, pools, slots, busy, finished) -> tuple[list, int]:
         """Start every ready node whose lane has a free worker; returns the rest and how many started."""
@@ -235,7 +244,7 @@ class _Schedule:
             threads = 0
             if device.type == "cpu":  # split the CPU threads between the CPU nodes about to run together
                 together = min(slots[device], busy[device] + cpu_ready)
-                threads = max(1, self.total_threads // max(1, together))
+                threads = self._alone() if together <= 1 else max(1, self.total_threads // together)
                 cpu_ready -= 1
             pool = pools.get(device)
             if pool is None:

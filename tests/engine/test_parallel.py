@@ -62,6 +62,16 @@ def load(name: str = "m") -> torch.Tensor:
     return torch.arange(32.0)
 
 
+@pytest.fixture(autouse=True)
+def two_threads():
+    """The parallel executor runs as many CPU nodes at once as it has threads (by default the caller's
+    count, which other tests' CLI runs change): give these tests two, whatever ran before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def registry():
     reg = Registry()
@@ -110,8 +120,18 @@ def test_concurrent_cpu_nodes_split_the_threads(registry):
     graph.cache.clear()
     chain = Graph.load({"dgraph": 1, "nodes": {"a": {"type": "par.sample"}}, "outputs": {"a": "@a.value"}},
                        registry=registry)
-    chain.execute(seed=1, executor=ParallelExecutor(cpu_workers=2, cpu_threads=2))
-    assert THREADS["a"] == 2  # alone, a node gets them all
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chain.execute(seed=1, executor=ParallelExecutor(cpu_workers=2, cpu_threads=2))
+        assert THREADS["a"] == 2  # alone, a node gets them all
+        torch.set_num_threads(1)
+        graph.cache.clear()
+        graph.execute(seed=1, executor=ParallelExecutor(cpu_workers=2, cpu_threads=2))
+        assert THREADS == {"a": 1, "b": 1}  # a budget beyond the caller's count goes to nodes running together
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_failure_in_one_branch_stops_the_other_and_writes_nothing(registry, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dgraph.engine.parallel import ParallelExecutor
 from dgraph.graph import Graph
 from test_ddpm_ddim import _graph, ddpm_folder  # noqa: F401  (a fixture)
 from test_latent_diffusion import text2img  # noqa: F401  (a fixture)
@@ -28,7 +29,8 @@ def _values(result) -> dict:
 def _same(graph: Graph, tmp_path: Path, **inputs) -> None:
     local = _values(graph.execute(executor="local", output_dir=tmp_path / "local", **inputs))
     graph.cache.clear()
-    parallel = _values(graph.execute(executor="parallel", output_dir=tmp_path / "parallel", **inputs))
+    parallel = _values(graph.execute(executor=ParallelExecutor(cpu_workers=2, cpu_threads=2),
+                                     output_dir=tmp_path / "parallel", **inputs))
     assert local.keys() == parallel.keys()
     for name in local:
         if isinstance(local[name], torch.Tensor):
