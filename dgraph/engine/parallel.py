@@ -131,7 +131,7 @@ class _Schedule:
 
     # ---- the driver loop ----------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
-        emit = self.emitter(0)
+        emit = stamping(self.listener, self.run_id, -1, self.lock)  # "plan" and "done" belong to no item
         order: dict[Job, int] = {}
         waiting: dict[Job, int] = {}
         children: dict[Job, list[Job]] = {}
@@ -171,11 +171,7 @@ class _Schedule:
                         error = failure
                         self.cancel.cancel()
                         continue
-                    self._store(job, result)
-                    for child in children.get(job, ()):
-                        waiting[child] -= 1
-                        if waiting[child] == 0:
-                            heapq.heappush(ready, (child[0], order[child], child[1]))
+                    self._store(job, result, children, waiting, order, ready)
                     continue
                 if error is None and not self.cancel.cancelled:
                     ready, started = self._dispatch(ready, pools, slots, busy, finished)
@@ -196,14 +192,9 @@ class _Schedule:
                         error = failure
                     self.cancel.cancel()  # the others stop at their next step
                     continue
-                self._store(job, future.result())
-                for child in children.get(job, ()):
-                    waiting[child] -= 1
-                    if waiting[child] == 0:
-                        heapq.heappush(ready, (child[0], order[child], child[1]))
+                self._store(job, future.result(), children, waiting, order, ready)
         except KeyboardInterrupt:
-            self.cancel.cancel()
-            self._drain(finished, running)
+            self.cancel.cancel()  # the workers stop at their next step; shutting the pools down waits for them
             error = Cancelled("interrupted")
         finally:
             for pool in pools.values():
@@ -214,8 +205,9 @@ class _Schedule:
                 request.cache.end_run(token)
         if error is not None:
             raise error
-        if self.requests[0].cancel.cancelled:
-            raise Cancelled("cancelled")
+        left = [name for (item, name) in order if name not in self.states[item].keys]
+        if left:  # cancelled between nodes: nothing was running to raise it
+            raise Cancelled(f"cancelled before node {left[0]!r}")
         if emit:
             emit(Event("done"))
         return [{out: state.values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
@@ -259,15 +251,9 @@ class _Schedule:
             heapq.heappush(ready, entry)
         return ready, started
 
-    def _drain(self, finished: queue.Queue, running: int) -> None:
-        while running:
-            try:
-                finished.get(timeout=0.5)
-                running -= 1
-            except KeyboardInterrupt:  # a further Ctrl-C while stopping: keep waiting for the workers
-                continue
-
-    def _store(self, job: Job, result: tuple[str, dict[str, Any], Any]) -> None:
+    def _store(self, job: Job, result: tuple[str, dict[str, Any], Any], children: dict[Job, list[Job]],
+               waiting: dict[Job, int], order: dict[Job, int], ready: list) -> None:
+        """Keep a finished node's outputs and ready the nodes that waited only for it."""
         item, name = job
         key, outputs, done = result
         state = self.states[item]
@@ -275,6 +261,10 @@ class _Schedule:
         self.done_event[job] = done
         for output, value in outputs.items():
             state.values[(name, output)] = value
+        for child in children.get(job, ()):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, (child[0], order[child], child[1]))
 
     # ---- a worker -----------------------------------------------------------------------------------
     def _work(self, job: Job, lane: Lane, threads: int) -> tuple[str, dict[str, Any], Any]:
