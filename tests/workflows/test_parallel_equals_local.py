@@ -61,3 +61,17 @@ def test_latent_diffusion(text2img, tmp_path):  # noqa: F811
                       ("scheduler", "scheduler")]:
         graph.set(f"{node}.{'config' if node == 'scheduler' else 'source'}", str(text2img / sub))
     _same(graph, tmp_path, prompt="a fox", seed=1, steps=3, height=32, width=32, images_per_prompt=2)
+
+
+def test_digits_placed_by_memory_with_offload(tmp_path):
+    """A device too small for the text encoder: it is offloaded (loaded on the CPU, its layers' weights
+    moved for each use) and the numbers stay the local executor's."""
+    graph = Graph.load(WORKFLOWS / "digits.yaml")
+    inputs = dict(outputs=["image"], prompt=["2"], seed=6, steps=3)
+    local = graph.execute(executor="local", **inputs).image.tensor
+    graph.cache.clear()
+    events = []
+    placed = graph.execute(executor=ParallelExecutor(devices=["cpu:10MiB"], offload=True), on_event=events.append,
+                           **inputs).image.tensor
+    assert torch.equal(local, placed)
+    assert {e.node for e in events if e.kind == "node-end"} >= {"text_encoder", "unet", "sample"}
