@@ -85,10 +85,12 @@ def main() -> None:
     inputs = dict(prompt=["7", "3"], steps=STEPS)
     torch.set_num_threads(1)
     local = best_of(lambda: graph.execute(seed=next(seeds), **inputs))
+    # the caller at one thread: a node alone runs on one, the two branches at once on one each
     parallel_executor = ParallelExecutor(cpu_workers=2, cpu_threads=2)
+    parallel = best_of(lambda: graph.execute(executor=parallel_executor, seed=next(seeds), **inputs))
     torch.set_num_threads(2)
     local2 = best_of(lambda: graph.execute(seed=next(seeds), **inputs))
-    parallel = best_of(lambda: graph.execute(executor=parallel_executor, seed=next(seeds), **inputs))
+    torch.set_num_threads(1)
     same = all(torch.equal(a.tensor, b.tensor) for a, b in zip(
         graph.execute(seed=1, **inputs).values(), graph.execute(executor=parallel_executor, seed=1, **inputs).values()))
     print(f"1. two equal independent branches (digits, {STEPS} steps each, models shared)")
@@ -103,7 +105,6 @@ def main() -> None:
     items = [{"prompt": p} for p in ["0", "1", "2", "3"]]
     torch.set_num_threads(1)
     serial = best_of(lambda: [stages.execute(seed=s, steps=STEPS, **item) for s in [next(seeds)] for item in items], 2)
-    torch.set_num_threads(2)
     piped = best_of(lambda: stages.execute_items(items, executor=parallel_executor, seed=next(seeds), steps=STEPS), 2)
     print(f"2. a 2-stage cascade over {len(items)} items")
     if torch.cuda.device_count() >= 2:
