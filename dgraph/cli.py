@@ -307,7 +307,18 @@ def _executor(args: argparse.Namespace):
     if name == "local":
         return make_executor("local")
     devices = args.devices.split(",") if args.devices else None
-    return make_executor("parallel", devices=devices, offload=args.offload)
+    return make_executor("parallel", devices=devices, offload=args.offload, cpu_threads=_parallel_threads(args.threads))
+
+
+def _parallel_threads(requested: int | None) -> int | None:
+    """The CPU threads the parallel executor shares between CPU nodes running together: `--threads`, else
+    every usable core (each node then runs on fewer threads than one node alone would, which is what keeps
+    a busy machine fast; see cpu_threads)."""
+    import os
+
+    if requested is not None or os.environ.get("OMP_NUM_THREADS"):
+        return requested
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

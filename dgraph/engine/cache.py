@@ -62,7 +62,8 @@ class ResultCache:
         self._lock = threading.Lock()
         self._entries: dict[str, dict[str, Any]] = {}
         self._runs: dict[int, set[str]] = {}  # run token -> keys that run used
-        self._pending: dict[str, threading.Event] = {}  # key -> set when its computation ends
+        self._pending: set[str] = set()  # keys being computed; `_changed` tells waiters when one ends
+        self._changed = threading.Condition(self._lock)
         self._next_run = 0
         self.hits = 0
         self.misses = 0
@@ -89,37 +90,35 @@ class ResultCache:
         """The outputs under `key`, or None: then the caller owns computing them and must `put` them or
         `release` the key. While another caller computes the same key this waits for it, calling `waiting`
         now and then (it may raise, e.g. to stop on cancellation)."""
-        while True:
-            with self._lock:
+        with self._changed:
+            while True:
                 entry = self._entries.get(key)
                 if entry is not None:
                     self._use(key, run)
                     self.hits += 1
                     return entry
-                busy = self._pending.get(key)
-                if busy is None:
-                    self._pending[key] = threading.Event()
+                if key not in self._pending:
+                    self._pending.add(key)
                     self._use(key, run)
                     self.misses += 1
                     return None
-            while not busy.wait(0.05):
-                if waiting is not None:
+                if not self._changed.wait(0.05) and waiting is not None:
                     waiting()
 
     def put(self, key: str, outputs: dict[str, Any], run: int | None = None) -> None:
-        with self._lock:
+        with self._changed:
             self._entries[key] = outputs
             self._use(key, run)
-            busy = self._pending.pop(key, None)
-        if busy is not None:
-            busy.set()
+            if key in self._pending:
+                self._pending.discard(key)
+                self._changed.notify_all()
 
     def release(self, key: str) -> None:
         """Give up a claimed key without a result (the node failed); a waiting caller then claims it."""
-        with self._lock:
-            busy = self._pending.pop(key, None)
-        if busy is not None:
-            busy.set()
+        with self._changed:
+            if key in self._pending:
+                self._pending.discard(key)
+                self._changed.notify_all()
 
     def begin_run(self) -> int:
         """Start recording what a run uses; returns the run's token for `get`, `put` and `end_run`."""

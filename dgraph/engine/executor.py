@@ -19,7 +19,7 @@ from ..errors import Cancelled, DgraphError
 from ..node import CancelToken
 from .cache import ResultCache, value_digest
 from .collector import collector_as, collector_paused
-from .events import Event
+from .events import Event, new_run, stamping
 from .plan import Plan
 from .task import NodeFailed, RunState, Services, prepare, run_task  # noqa: F401  (NodeFailed: its old home)
 from .validate import Resolved
@@ -68,11 +68,12 @@ class LocalExecutor(Executor):
     """Runs nodes in topological order in this process."""
 
     def run(self, request: RunRequest) -> dict[str, Any]:
-        emit = request.on_event or (lambda event: None)
-        tell = request.on_event is not None  # build Event objects only for someone who listens
+        listener = stamping(request.on_event, new_run())
+        emit = listener or (lambda event: None)
+        tell = listener is not None  # build Event objects only for someone who listens
         cache = request.cache
         state = RunState({name: value_digest(value) for name, value in request.inputs.items()})
-        services = Services(emit=request.on_event, cancel=request.cancel)
+        services = Services(emit=listener, cancel=request.cancel)
         devices: dict[str | None, torch.device] = {}
         emit(Event("plan", total=len(request.plan.order)))
         run = cache.begin_run()

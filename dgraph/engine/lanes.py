@@ -40,6 +40,8 @@ class Lane:
     """A device's place of work. `stream` is the lane's CUDA stream (None on the CPU)."""
 
     def __init__(self, device: torch.device):
+        if device.type == "cuda" and device.index is None:  # "cuda": the current one, by its number
+            device = torch.device("cuda", torch.cuda.current_device())
         self.device = device
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 

@@ -17,9 +17,7 @@ so files are numbered in it), and otherwise item k+1's first stage runs while it
 """
 from __future__ import annotations
 
-import dataclasses
 import heapq
-import itertools
 import os
 import queue
 import threading
@@ -32,14 +30,13 @@ import torch
 from ..errors import Cancelled, DgraphError
 from ..node import CancelToken
 from .cache import value_digest
-from .events import Event
+from .events import Event, new_run, stamping
 from .executor import Executor, RunRequest, placement
 from .lanes import Lane, carry, use_cpu_threads
 from .offload import offload
 from .task import RunState, Services, prepare, run_task
 
 Job = tuple[int, str]  # (item, node name)
-_RUNS = itertools.count(1)
 
 
 class _RunCancel(CancelToken):
@@ -63,7 +60,8 @@ class ParallelExecutor(Executor):
     devices: devices to place nodes without `device:` over, by memory (`cuda:0`, `cuda:1:24GiB`; see
         engine/placement.py); None places as the local executor does (`device=` of execute, else the CPU).
     cpu_workers: CPU nodes running at once (default: the usable cores, at most 4).
-    cpu_threads: torch threads shared by the CPU nodes running at once (default: the caller's count).
+    cpu_threads: torch threads shared by the CPU nodes running at once (default: the caller's count); a CPU
+        node running alone takes no more than the caller's count.
     offload: keep weights of models that fit no device on the CPU, moving them for each use.
     """
 
@@ -109,13 +107,14 @@ class _Schedule:
         self.requests = requests
         first = requests[0]
         self.cancel = _RunCancel(first.cancel)
-        self.run_id = f"run-{next(_RUNS)}"
+        self.run_id = new_run()
         self.lock = threading.Lock()  # one event at a time reaches the callback
         self.listener = first.on_event
         self.item_events = item_events
         self.states = [RunState({n: value_digest(v) for n, v in r.inputs.items()}) for r in requests]
-        self.tokens = [r.cache.begin_run() for r in requests]
+        # placed before the cache hears of the run: a placement error leaves nothing behind
         self.placed, self.offloaded = zip(*(executor.devices_for(r) for r in requests)) if requests else ((), ())
+        self.tokens = [r.cache.begin_run() for r in requests]
         self.lanes: dict[torch.device, Lane] = {}
         for devices in self.placed:
             for device in devices.values():
@@ -123,23 +122,16 @@ class _Schedule:
                     self.lanes[device] = Lane(device)
         self.lane_of: dict[Job, Lane] = {}
         self.done_event: dict[Job, Any] = {}
-        self.total_threads = executor.cpu_threads or torch.get_num_threads()
+        self.caller_threads = torch.get_num_threads()
+        self.total_threads = executor.cpu_threads or self.caller_threads
 
     # ---- events -------------------------------------------------------------------------------------
     def emitter(self, item: int):
-        if self.listener is None:
-            return None
-        index = item if self.item_events else -1
-
-        def emit(event: Event) -> None:
-            with self.lock:
-                self.listener(dataclasses.replace(event, run=self.run_id, item=index))
-
-        return emit
+        return stamping(self.listener, self.run_id, item if self.item_events else -1, self.lock)
 
     # ---- the driver loop ----------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
-        emit = self.emitter(0)
+        emit = stamping(self.listener, self.run_id, -1, self.lock)  # "plan" and "done" belong to no item
         order: dict[Job, int] = {}
         waiting: dict[Job, int] = {}
         children: dict[Job, list[Job]] = {}
@@ -158,13 +150,29 @@ class _Schedule:
         if emit:
             emit(Event("plan", total=len(order)))
         pools: dict[torch.device, ThreadPoolExecutor] = {}
-        slots = {device: (self.executor.cpu_workers if device.type == "cpu" else 1) for device in self.lanes}
+        # never more CPU nodes at once than threads to give them
+        cpu_slots = max(1, min(self.executor.cpu_workers, self.total_threads))
+        slots = {device: (cpu_slots if device.type == "cpu" else 1) for device in self.lanes}
         busy = {device: 0 for device in self.lanes}
         finished: queue.Queue[tuple[Job, torch.device, Future]] = queue.Queue()
         running = 0
         error: BaseException | None = None
         try:
             while ready or running:
+                if not running and len(ready) == 1 and error is None and not self.cancel.cancelled \
+                        and self._inline(ready[0]):
+                    # One CPU node and nothing else running (a chain): run it here, sparing the handoff.
+                    item, _, name = heapq.heappop(ready)
+                    job = (item, name)
+                    self.lane_of[job] = self.lanes[self.placed[item][name]]
+                    try:
+                        result = self._work(job, self.lane_of[job], 0)
+                    except Exception as failure:  # noqa: BLE001 - raised below, after the bookkeeping
+                        error = failure
+                        self.cancel.cancel()
+                        continue
+                    self._store(job, result, children, waiting, order, ready)
+                    continue
                 if error is None and not self.cancel.cancelled:
                     ready, started = self._dispatch(ready, pools, slots, busy, finished)
                     running += started
@@ -184,14 +192,9 @@ class _Schedule:
                         error = failure
                     self.cancel.cancel()  # the others stop at their next step
                     continue
-                self._store(job, future.result())
-                for child in children.get(job, ()):
-                    waiting[child] -= 1
-                    if waiting[child] == 0:
-                        heapq.heappush(ready, (child[0], order[child], child[1]))
+                self._store(job, future.result(), children, waiting, order, ready)
         except KeyboardInterrupt:
-            self.cancel.cancel()
-            self._drain(finished, running)
+            self.cancel.cancel()  # the workers stop at their next step; shutting the pools down waits for them
             error = Cancelled("interrupted")
         finally:
             for pool in pools.values():
@@ -202,12 +205,23 @@ class _Schedule:
                 request.cache.end_run(token)
         if error is not None:
             raise error
-        if self.requests[0].cancel.cancelled:
-            raise Cancelled("cancelled")
+        left = [name for (item, name) in order if name not in self.states[item].keys]
+        if left:  # cancelled between nodes: nothing was running to raise it
+            raise Cancelled(f"cancelled before node {left[0]!r}")
         if emit:
             emit(Event("done"))
         return [{out: state.values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
                 for request, state in zip(self.requests, self.states)]
+
+    def _inline(self, entry: tuple[int, int, str]) -> bool:
+        """Whether a lone ready node can run in the driver's thread: a CPU node, at the caller's thread count."""
+        item, _, name = entry
+        return self.placed[item][name].type == "cpu" and self._alone() == self.caller_threads
+
+    def _alone(self) -> int:
+        """Threads for a CPU node running alone: the budget, but no more than the caller runs with (the CLI
+        keeps that below the cores on purpose, see cli.cpu_threads)."""
+        return min(self.total_threads, self.caller_threads)
 
     def _dispatch(self, ready, pools, slots, busy, finished) -> tuple[list, int]:
         """Start every ready node whose lane has a free worker; returns the rest and how many started."""
@@ -222,7 +236,7 @@ class _Schedule:
             threads = 0
             if device.type == "cpu":  # split the CPU threads between the CPU nodes about to run together
                 together = min(slots[device], busy[device] + cpu_ready)
-                threads = max(1, self.total_threads // max(1, together))
+                threads = self._alone() if together <= 1 else max(1, self.total_threads // together)
                 cpu_ready -= 1
             pool = pools.get(device)
             if pool is None:
@@ -237,15 +251,9 @@ class _Schedule:
             heapq.heappush(ready, entry)
         return ready, started
 
-    def _drain(self, finished: queue.Queue, running: int) -> None:
-        while running:
-            try:
-                finished.get(timeout=0.5)
-                running -= 1
-            except KeyboardInterrupt:  # a further Ctrl-C while stopping: keep waiting for the workers
-                continue
-
-    def _store(self, job: Job, result: tuple[str, dict[str, Any], Any]) -> None:
+    def _store(self, job: Job, result: tuple[str, dict[str, Any], Any], children: dict[Job, list[Job]],
+               waiting: dict[Job, int], order: dict[Job, int], ready: list) -> None:
+        """Keep a finished node's outputs and ready the nodes that waited only for it."""
         item, name = job
         key, outputs, done = result
         state = self.states[item]
@@ -253,6 +261,10 @@ class _Schedule:
         self.done_event[job] = done
         for output, value in outputs.items():
             state.values[(name, output)] = value
+        for child in children.get(job, ()):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, (child[0], order[child], child[1]))
 
     # ---- a worker -----------------------------------------------------------------------------------
     def _work(self, job: Job, lane: Lane, threads: int) -> tuple[str, dict[str, Any], Any]:

@@ -41,7 +41,7 @@ class TaskContext:
     seed: int
     random: bool = False
     effect: bool = False  # the node writes files (it is never served from the cache)
-    output_dir: str | None = None
+    output_dir: Path | None = None
     overwrite: bool = False
     base: Any = None  # a folder path or a hub Source: where the workflow's relative sources resolve
     workflow: dict[str, Any] | None = None  # read-only, embedded by nodes that record provenance
@@ -108,9 +108,8 @@ def prepare(node: ResolvedNode, device: torch.device, state: RunState, request: 
     if spec.effect:  # what it wrote depends on where: downstream keys must see the folder
         parts.append(f"output_dir={request.output_dir}")
     key = node_key(node.static_key, str(device), parts, request.seed if spec.random else None)
-    output_dir = str(request.output_dir) if request.output_dir is not None else None
     context = TaskContext(node=node.name, device=str(device), seed=request.seed, random=spec.random, effect=spec.effect,
-                          output_dir=output_dir, overwrite=request.overwrite, base=request.base,
+                          output_dir=request.output_dir, overwrite=request.overwrite, base=request.base,
                           workflow=request.workflow, inputs=request.inputs)
     return NodeTask(spec.type_name, spec.version, key, arguments, context)
 
@@ -129,7 +128,7 @@ def run_task(spec: NodeSpec, task: NodeTask, services: Services) -> dict[str, An
     """Run one task; returns its outputs by name. Errors name the node."""
     c = task.context
     context = Context(node=c.node, device=torch.device(c.device), seed=c.seed, random=c.random,
-                      output_dir=Path(c.output_dir) if c.output_dir is not None else None, emit=services.emit,
+                      output_dir=c.output_dir, emit=services.emit,
                       cancel=services.cancel, workflow=c.workflow, inputs=c.inputs, base=c.base,
                       overwrite=c.overwrite, effect=c.effect, writer=services.write_files)
     return call_node(spec, context, task.arguments, c.node)

@@ -62,6 +62,16 @@ def load(name: str = "m") -> torch.Tensor:
     return torch.arange(32.0)
 
 
+@pytest.fixture(autouse=True)
+def two_threads():
+    """The parallel executor runs as many CPU nodes at once as it has threads (by default the caller's
+    count, which other tests' CLI runs change): give these tests two, whatever ran before."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def registry():
     reg = Registry()
@@ -110,8 +120,18 @@ def test_concurrent_cpu_nodes_split_the_threads(registry):
     graph.cache.clear()
     chain = Graph.load({"dgraph": 1, "nodes": {"a": {"type": "par.sample"}}, "outputs": {"a": "@a.value"}},
                        registry=registry)
-    chain.execute(seed=1, executor=ParallelExecutor(cpu_workers=2, cpu_threads=2))
-    assert THREADS["a"] == 2  # alone, a node gets them all
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chain.execute(seed=1, executor=ParallelExecutor(cpu_workers=2, cpu_threads=2))
+        assert THREADS["a"] == 2  # alone, a node gets them all
+        torch.set_num_threads(1)
+        graph.cache.clear()
+        graph.execute(seed=1, executor=ParallelExecutor(cpu_workers=2, cpu_threads=2))
+        assert THREADS == {"a": 1, "b": 1}  # a budget beyond the caller's count goes to nodes running together
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_failure_in_one_branch_stops_the_other_and_writes_nothing(registry, tmp_path):
@@ -270,3 +290,45 @@ def test_run_command_flags(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"item 0 files: {tmp_path / 'items' / 'noise_000.png'}" in printed
     assert "item 1 other: tensor (1, 3, 8, 8) float32" in printed
+
+
+@node("par.interrupt", description="Sends Ctrl-C to the main thread at step 3.", output="value")
+def interrupt(ctx: Context) -> torch.Tensor:
+    import _thread
+
+    for i in range(50):
+        time.sleep(0.02)
+        ctx.progress(i + 1, 50)
+        if i + 1 == 3:
+            _thread.interrupt_main()
+    return torch.zeros(1)
+
+
+def test_ctrl_c_in_the_driver_stops_every_branch(registry):
+    registry.add(interrupt, "tests")
+    graph = Graph.load({"dgraph": 1, "nodes": {
+        "a": {"type": "par.interrupt"}, "b": {"type": "par.sample", "inputs": {"steps": 50}}},
+        "outputs": {"a": "@a.value", "b": "@b.value"}}, registry=registry)
+    seen: list[Event] = []
+    with pytest.raises(Cancelled, match="^interrupted$"):
+        graph.execute(executor="parallel", on_event=seen.append)
+    for name in "ab":
+        assert max(e.step for e in seen if e.kind == "step" and e.node == name) < 50
+    assert not [e for e in seen if e.kind == "node-end"] and len(graph.cache) == 0
+
+
+def test_progress_shows_every_running_node():
+    import io
+
+    from dgraph.progress import ProgressPrinter
+
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream=stream, every=0.0)
+    for event in [Event("plan", total=2), Event("node-start", "a", item=0), Event("node-start", "a", item=1),
+                  Event("step", "a", step=1, total=2, item=0), Event("step", "a", step=1, total=2, item=1),
+                  Event("step", "a", step=2, total=2, item=1), Event("node-end", "a", seconds=0.5, item=1, device="cpu"),
+                  Event("step", "a", step=2, total=2, item=0), Event("node-end", "a", seconds=0.7, item=0, device="cpu")]:
+        printer(event)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["    a[1]: step 2/2", "[1/2] a[1] (cpu) 0.50s",
+                                                      "    a[0]: step 2/2", "[2/2] a[0] (cpu) 0.70s"]

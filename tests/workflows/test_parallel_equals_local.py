@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dgraph.engine.parallel import ParallelExecutor
 from dgraph.graph import Graph
 from test_ddpm_ddim import _graph, ddpm_folder  # noqa: F401  (a fixture)
 from test_latent_diffusion import text2img  # noqa: F401  (a fixture)
@@ -28,7 +29,8 @@ def _values(result) -> dict:
 def _same(graph: Graph, tmp_path: Path, **inputs) -> None:
     local = _values(graph.execute(executor="local", output_dir=tmp_path / "local", **inputs))
     graph.cache.clear()
-    parallel = _values(graph.execute(executor="parallel", output_dir=tmp_path / "parallel", **inputs))
+    parallel = _values(graph.execute(executor=ParallelExecutor(cpu_workers=2, cpu_threads=2),
+                                     output_dir=tmp_path / "parallel", **inputs))
     assert local.keys() == parallel.keys()
     for name in local:
         if isinstance(local[name], torch.Tensor):
@@ -59,3 +61,17 @@ def test_latent_diffusion(text2img, tmp_path):  # noqa: F811
                       ("scheduler", "scheduler")]:
         graph.set(f"{node}.{'config' if node == 'scheduler' else 'source'}", str(text2img / sub))
     _same(graph, tmp_path, prompt="a fox", seed=1, steps=3, height=32, width=32, images_per_prompt=2)
+
+
+def test_digits_placed_by_memory_with_offload(tmp_path):
+    """A device too small for the text encoder: it is offloaded (loaded on the CPU, its layers' weights
+    moved for each use) and the numbers stay the local executor's."""
+    graph = Graph.load(WORKFLOWS / "digits.yaml")
+    inputs = dict(outputs=["image"], prompt=["2"], seed=6, steps=3)
+    local = graph.execute(executor="local", **inputs).image.tensor
+    graph.cache.clear()
+    events = []
+    placed = graph.execute(executor=ParallelExecutor(devices=["cpu:10MiB"], offload=True), on_event=events.append,
+                           **inputs).image.tensor
+    assert torch.equal(local, placed)
+    assert {e.node for e in events if e.kind == "node-end"} >= {"text_encoder", "unet", "sample"}

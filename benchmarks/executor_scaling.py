@@ -1,0 +1,157 @@
+"""Executor scaling: what running nodes at once buys, measured in one run.
+
+    python benchmarks/executor_scaling.py            # CPU figures; the GPU cases say what they need
+    STEPS=30 python benchmarks/executor_scaling.py   # longer sampling loops (default 12 steps)
+
+1. Two equal independent branches (the bundled digits model sampled twice from different noise, sharing
+   the loaded models): `parallel` (2 CPU workers, one thread each) against `local` with one thread.
+   Goal on 2 cores: >= 1.6x.
+2. A 2-stage cascade over N items, pipelined: on 2 CUDA devices against 1 (goal >= 1.8x items/s); needs
+   two GPUs. Its CPU analogue (the stages on 2 CPU workers of one thread each against one after another)
+   is printed too.
+3. Executor overhead per node on the 1,000-node chain of math.add, local and parallel (goal < 50 us).
+4. Offload: a sampling loop with its UNet offloaded against resident (needs a GPU; on the CPU offloading
+   copies to the same memory and is not measured).
+
+Each figure is the best of a few runs after a first one (the first loads models and warms caches); the
+load average is printed beside them, since the cores may be shared.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = int(os.environ.get("STEPS", "12"))  # sampling steps per branch / stage
+
+
+def best_of(fn, repeat: int = 2) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def two_branches():
+    """digits.yaml with its sampling branch (noise -> sample -> image) doubled."""
+    from dgraph.graph import Graph
+
+    data = Graph.load(ROOT / "workflows" / "digits.yaml").to_dict()
+    nodes = data["nodes"]
+    for name in ("noise", "sample", "image"):
+        twin = copy.deepcopy(nodes[name])
+        for key, value in (twin.get("inputs") or {}).items():
+            if isinstance(value, str) and value.split(".")[0] in ("@noise", "@sample"):
+                twin["inputs"][key] = value.replace("@noise.", "@noise_b.").replace("@sample.", "@sample_b.")
+        nodes[f"{name}_b"] = twin
+    del nodes["save"]
+    data["outputs"] = {"a": "@image.image", "b": "@image_b.image"}
+    graph = Graph(data, filename="two-branches", base=str(ROOT / "workflows"))
+    graph.check()
+    return graph
+
+
+def cascade():
+    """Two stages (each a digits sampling loop) where stage 2 reads stage 1's result: the shape of a cascade."""
+    from dgraph.graph import Graph
+
+    graph = two_branches()
+    data = graph.to_dict()
+    del data["nodes"]["noise_b"]
+    data["nodes"]["sample_b"]["inputs"]["latents"] = "@sample.latent"  # stage 2 refines stage 1
+    data["outputs"] = {"out": "@image_b.image"}
+    result = Graph(data, filename="cascade", base=str(ROOT / "workflows"))
+    result.check()
+    return result
+
+
+def main() -> None:
+    from dgraph.engine.parallel import ParallelExecutor
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {len(os.sched_getaffinity(0))} usable cores, load average {load:.2f}")
+
+    # 1 -------------------------------------------------------------------------------------------
+    graph = two_branches()
+    seeds = itertools.count(10)  # a new seed each run: the models come from the cache, the sampling runs
+    inputs = dict(prompt=["7", "3"], steps=STEPS)
+    torch.set_num_threads(1)
+    local = best_of(lambda: graph.execute(seed=next(seeds), **inputs))
+    # the caller at one thread: a node alone runs on one, the two branches at once on one each
+    parallel_executor = ParallelExecutor(cpu_workers=2, cpu_threads=2)
+    parallel = best_of(lambda: graph.execute(executor=parallel_executor, seed=next(seeds), **inputs))
+    torch.set_num_threads(2)
+    local2 = best_of(lambda: graph.execute(seed=next(seeds), **inputs))
+    torch.set_num_threads(1)
+    same = all(torch.equal(a.tensor, b.tensor) for a, b in zip(
+        graph.execute(seed=1, **inputs).values(), graph.execute(executor=parallel_executor, seed=1, **inputs).values()))
+    print(f"1. two equal independent branches (digits, {STEPS} steps each, models shared)")
+    print(f"   local, 1 thread:                {local:6.3f} s")
+    print(f"   local, 2 threads:               {local2:6.3f} s")
+    print(f"   parallel, 2 workers x 1 thread: {parallel:6.3f} s   "
+          f"{local / parallel:.2f}x local@1 thread (goal >= 1.6), {local2 / parallel:.2f}x local@2 threads; "
+          f"bitwise equal: {same}")
+
+    # 2 -------------------------------------------------------------------------------------------
+    stages = cascade()
+    items = [{"prompt": p} for p in ["0", "1", "2", "3"]]
+    torch.set_num_threads(1)
+    serial = best_of(lambda: [stages.execute(seed=s, steps=STEPS, **item) for s in [next(seeds)] for item in items], 2)
+    piped = best_of(lambda: stages.execute_items(items, executor=parallel_executor, seed=next(seeds), steps=STEPS), 2)
+    print(f"2. a 2-stage cascade over {len(items)} items")
+    if torch.cuda.device_count() >= 2:
+        one = ParallelExecutor(devices=["cuda:0"])
+        two = ParallelExecutor(devices=["cuda:0", "cuda:1"])
+        t1 = best_of(lambda: stages.execute_items(items, executor=one, seed=next(seeds), steps=STEPS), 2)
+        t2 = best_of(lambda: stages.execute_items(items, executor=two, seed=next(seeds), steps=STEPS), 2)
+        print(f"   2 GPUs {len(items) / t2:.2f} items/s vs 1 GPU {len(items) / t1:.2f}: {t1 / t2:.2f}x (goal >= 1.8)")
+    else:
+        print(f"   on 2 GPUs vs 1: needs two CUDA devices (torch sees {torch.cuda.device_count()}); not measured")
+    print(f"   CPU analogue: pipelined on 2 workers x 1 thread {len(items) / piped:.2f} items/s vs one by one "
+          f"on 1 thread {len(items) / serial:.2f} items/s: {serial / piped:.2f}x")
+
+    # 3 -------------------------------------------------------------------------------------------
+    from dgraph.graph import Graph
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("engine_overhead", ROOT / "benchmarks" / "engine_overhead.py")
+    overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overhead)
+    chain = Graph.load(overhead.chain(1000))
+    print("3. executor overhead per node, 1,000-node chain of math.add (goal < 50 us)")
+    for name, executor in (("local", None), ("parallel", ParallelExecutor())):
+        def cold():
+            chain.cache.clear()
+            chain.execute(executor=executor)
+        print(f"   {name:8}: {best_of(cold) * 1e6 / 1000:6.1f} us per node")
+
+    # 4 -------------------------------------------------------------------------------------------
+    print("4. offload (weights on the CPU, moved to the GPU for each use) vs resident:", end=" ")
+    if torch.cuda.is_available():
+        from dgraph.engine.offload import offload
+        from dgraph.models import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(ROOT / "workflows" / "digits" / "unet").eval()
+        x = torch.randn(2, 4, 8, 8, device="cuda")
+        context = torch.randn(2, 16, unet.config.cross_attention_dim, device="cuda")
+        resident = unet.to("cuda")
+        with torch.no_grad():
+            t_res = best_of(lambda: (resident(x, 10, context), torch.cuda.synchronize()))
+            moved = offload(UNet2DConditionModel.from_pretrained(ROOT / "workflows" / "digits" / "unet").eval(), "cuda")
+            t_off = best_of(lambda: (moved(x, 10, context), torch.cuda.synchronize()))
+        print(f"{t_res * 1e3:.2f} ms vs {t_off * 1e3:.2f} ms a call")
+    else:
+        print("needs a GPU; not measured")
+
+
+if __name__ == "__main__":
+    main()
