@@ -58,6 +58,14 @@ def _check_parts(text: str, path: str) -> None:
             raise SourceError(f"{text!r}: path part {part!r} is not allowed (use plain names separated by '/')")
 
 
+def check_source_syntax(text: str) -> None:
+    """Raise SourceError if `text` cannot be a source wherever it is read from (no file is looked at)."""
+    if not isinstance(text, str) or not text.strip():
+        raise SourceError(f"a source must be a non-empty string, got {text!r}")
+    if text.startswith((HF_SCHEME, PKG_SCHEME)):
+        parse_source(text)
+
+
 def parse_source(text: str | os.PathLike, base_dir: "str | os.PathLike | Source | None" = None) -> Source:
     """Parse a source string (see the module docstring).
 
