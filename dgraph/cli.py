@@ -13,13 +13,28 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_CANCELLED = 0, 1, 2, 70, 130
 
 
 class UsageError(Exception):
     pass
+
+
+class _PrintableStream:
+    """Standard output with control characters escaped: names and text in it can come from a hostile file."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from .printable import printable
+
+        self._stream.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,10 +103,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _scalar(text: str) -> Any:
-    """A --set value: YAML scalars and flow collections ([1, 2], true, 3.5), safely parsed; else the text."""
+    """A --set value: YAML scalars and flow collections ([1, 2], true, 3.5), read as workflow files are; else the text."""
+    from .safe_yaml import ParseError, parse_text
+
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_text(text)[0]
+    except ParseError:
         return text
 
 
@@ -120,6 +137,13 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from .progress import ProgressPrinter
 
     inputs: dict[str, Any] = _input_flags(extra)
+    if args.device is not None:
+        import torch
+
+        try:
+            torch.device(args.device)
+        except (RuntimeError, TypeError):
+            raise UsageError(f"--device {args.device!r} is not a device; write cpu, cuda, cuda:1 or mps") from None
     if args.from_image:
         graph, embedded = _graph_from_image(args.from_image)
         inputs = {**embedded, **inputs}
@@ -161,13 +185,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return EXIT_OK
 
 
+MAX_PROMPT_FILE_BYTES = 16 * 1024 * 1024
+
+
 def _read_prompts(path: str) -> list[str]:
     from .errors import DgraphError
+    from .local_files import read_text_limited
 
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DgraphError(f"--prompt-file {path}: cannot read it: {error}") from None
+    lines = read_text_limited(path, "--prompt-file", MAX_PROMPT_FILE_BYTES).splitlines()
     prompts = [line.strip() for line in lines if line.strip()]
     if not prompts:
         raise DgraphError(f"--prompt-file {path}: no prompts in it (one prompt a line)")
@@ -217,21 +242,33 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _graph_from_image(path: str):
-    from PIL import Image as PILImage
-
+    from .engine.problems import Problem, WorkflowError
     from .errors import DgraphError
     from .graph import Graph
+    from .local_files import open_image
+    from .safe_yaml import ParseError, parse_text
 
     try:
-        text = PILImage.open(path).text  # type: ignore[attr-defined]
-    except (OSError, AttributeError) as error:
+        with open_image(path, "--from-image") as picture:
+            text = dict(picture.text)  # type: ignore[attr-defined]
+    except DgraphError:
+        raise
+    except (OSError, AttributeError, ValueError, SyntaxError, EOFError) as error:  # PIL's ways to refuse a file
         raise DgraphError(f"{path}: cannot read PNG text metadata: {error}") from None
     if "dgraph:workflow" not in text:
         raise DgraphError(f"{path}: this PNG carries no dgraph workflow (it was not written by image.save "
                           "with embed_workflow: true)")
-    graph = Graph.load(json.loads(text["dgraph:workflow"]))
-    graph.filename = f"{path}#workflow"
-    inputs = json.loads(text.get("dgraph:inputs", "{}"))
+    # The embedded JSON is read as any workflow file is: safely, bounded, with positions, duplicate keys refused.
+    graph = Graph.from_text(text["dgraph:workflow"], f"{path}#workflow")
+    graph.check()
+    try:
+        inputs, _ = parse_text(text.get("dgraph:inputs", "{}"))
+    except ParseError as error:
+        raise WorkflowError([Problem("yaml-syntax", error.message, "the PNG's dgraph:inputs is damaged",
+                                     f"{path}#inputs", error.line, error.column)]) from None
+    if not isinstance(inputs, dict):
+        raise DgraphError(f"{path}: its dgraph:inputs is not a mapping of graph inputs; rerun with the "
+                          "workflow alone: dgraph run --from-image needs both, or save the workflow and run it")
     return graph, {k: v for k, v in inputs.items() if k in graph.resolved.inputs}
 
 
@@ -354,7 +391,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(args.recipe, progress=not args.quiet)
     except Interrupted as stopped:
-        print(str(stopped), file=sys.stderr)
+        from .printable import printable
+
+        print(printable(str(stopped)), file=sys.stderr)
         return EXIT_CANCELLED
     print(f"saved {result.output} after {result.steps} steps (last loss {result.final_loss:.4f}) "
           f"in {result.seconds:.1f}s")
@@ -362,11 +401,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import Cancelled, DgraphError
-
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    stdout, sys.stdout = sys.stdout, _PrintableStream(sys.stdout)
+    try:
+        return _dispatch(parser, args, extra)
+    finally:
+        sys.stdout = stdout
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> int:
+    from .errors import Cancelled, DgraphError
+    from .printable import clip, printable
+
     try:
         if args.command == "run":
             return cmd_run(args, extra)
@@ -375,22 +423,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema, "viz": cmd_viz,
                 "export": cmd_export, "convert": cmd_convert, "train": cmd_train}[args.command](args)
     except UsageError as error:
-        print(f"dgraph {args.command}: {error}", file=sys.stderr)
+        print(printable(clip(f"dgraph {args.command}: {error}")), file=sys.stderr)
         return EXIT_USAGE
     except (Cancelled, KeyboardInterrupt) as error:
         if args.debug:
             raise
-        print(f"cancelled: {error}" if str(error) else "cancelled", file=sys.stderr)
+        print(printable(f"cancelled: {error}") if str(error) else "cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     except DgraphError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(printable(clip(f"error: {error}")), file=sys.stderr)
         return error.exit_code
     except Exception as error:  # a bug: say so, briefly, unless asked for the traceback
         if args.debug:
             raise
-        print(f"internal error: {type(error).__name__}: {error}\n(rerun with --debug for the traceback)", file=sys.stderr)
+        print(printable(clip(f"internal error: {type(error).__name__}: {error}")) +
+              "\n(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

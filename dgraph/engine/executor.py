@@ -55,7 +55,10 @@ class Executor(ABC):
 
 def placement(node_device: str | None, default: str | None, force: bool) -> torch.device:
     chosen = default if force and default else node_device or default or "cpu"
-    device = torch.device(chosen)
+    try:
+        device = torch.device(chosen)
+    except (RuntimeError, TypeError):
+        raise DgraphError(f"{chosen!r} is not a device; write cpu, cuda, cuda:1 or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DgraphError(f"device {chosen!r} requested but torch sees no CUDA device; "
                           "run with --device cpu --force-device to place every node on the CPU")
