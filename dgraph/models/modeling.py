@@ -22,13 +22,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..atomic import write_atomic
 from ..configuration import ConfigMixin, read_json, write_text_atomic
 from ..errors import ConfigError, WeightsError
 from ..hub import Source, as_source, fetch_file
@@ -243,7 +243,7 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         else:
             names = [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))]
         for name, keys in zip(names, shards):
-            _write_atomic(folder / name, lambda tmp, keys=keys: save_file(
+            write_atomic(folder / name, lambda tmp, keys=keys: save_file(
                 {key: state_dict[key] for key in keys}, str(tmp), metadata={"format": "pt"}))
         if len(shards) > 1:
             index = {"metadata": {"total_size": sum(_nbytes(t) for t in state_dict.values())},
@@ -360,13 +360,4 @@ def _unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return result
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Call `write(tmp_path)` with a temporary path beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
