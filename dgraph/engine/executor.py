@@ -96,6 +96,8 @@ class LocalExecutor(Executor):
                         if binding.value is None and not spec.inputs[key].required:
                             continue
                         arguments[key] = binding.value
+                        if spec.inputs[key].type.name == "Source":  # the files, not only their name
+                            parts.append(f"{key}=files:{_files_identity(binding.value, request.base)}")
                     elif isinstance(binding, GraphRef):
                         arguments[key] = coerce(request.inputs[binding.name], spec.inputs[key].type)
                         parts.append(f"{key}=in:{input_digests[binding.name]}")
@@ -132,6 +134,16 @@ class LocalExecutor(Executor):
             cache.end_run()
         emit(Event("done"))
         return {out: values[(link.node, link.output)] for out, link in request.plan.outputs.items()}
+
+
+def _files_identity(text: str, base: Any) -> str:
+    """What the files a source names are now (see hub.source_identity); a replaced file gives a new key."""
+    from ..hub import parse_source, source_identity
+
+    try:
+        return source_identity(parse_source(text, base))
+    except Exception:  # an unresolvable source fails in the node itself, with its own message
+        return "unresolved"
 
 
 def _call(spec, context: Context, arguments: dict[str, Any], name: str) -> dict[str, Any]:

@@ -170,8 +170,8 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
     def _assign_state_dict(self, state_dict: dict[str, torch.Tensor], expected: Mapping[str, torch.Size],
                            where: str) -> None:
         """Put the tensors into the (meta) module in place of its parameters and buffers, after checking
-        every key and shape. The tensors are used as they are (no copy): read from safetensors on the
-        CPU they stay backed by the file's memory map until something writes to them."""
+        every key and shape. The tensors are used as they are (no copy); they are the model's own
+        (`_read_weights` copies what would stay backed by the file's memory map)."""
         missing = expected.keys() - state_dict.keys()
         unexpected = state_dict.keys() - expected.keys()
         mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(shape)}"
@@ -298,10 +298,16 @@ def _read_weights(files: list[Path], pickled: bool, expected: Mapping[str, tuple
     state_dict: dict[str, torch.Tensor] = {}
 
     def put(key: str, tensor: torch.Tensor) -> None:
+        read = tensor
         if tensor.is_floating_point():
             # Keys in an older layout are renamed later; they take the model's floating dtype.
             tensor = tensor.to(dtype or model_dtypes.get(key, fallback))
-        state_dict[key] = tensor.to(device)
+        tensor = tensor.to(device)
+        if tensor.device.type == "cpu" and tensor.data_ptr() == read.data_ptr():
+            # Still the file's memory map: own a copy, or editing the file changes a loaded model in
+            # place and truncating it kills the process (SIGBUS).
+            tensor = tensor.clone()
+        state_dict[key] = tensor
 
     for path in files:
         if pickled:
