@@ -335,9 +335,11 @@ VALUE_CLASSES: dict[type, str] = {
     Mel: "Mel",
 }
 
-# Every name a workflow file may use as a graph input's `type`.
-TYPE_NAMES = sorted({"int", "float", "str", "bool", "Text", "Source", "Tensor", "Any",
-                     *VALUE_CLASSES.values(), *PORT_CLASSES})
+def type_names() -> list[str]:
+    """Every name a workflow file may use as a graph input's `type`, including the port types node packs
+    defined after this module was imported (a list frozen at import refused them)."""
+    return sorted({"int", "float", "str", "bool", "Text", "Source", "Tensor", "Any",
+                   *VALUE_CLASSES.values(), *PORT_CLASSES})
 
 
 def coerce(value: Any, target: TypeRef) -> Any:

@@ -15,7 +15,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 
 from ..node import NodeSpec
-from ..types import TYPE_NAMES, TypeRef, coerce, fits, mismatch_reason
+from ..types import TypeRef, coerce, fits, mismatch_reason, type_names
 from .problems import Problem
 from .registry import Registry
 from .workflow import (FORMAT_VERSION, IMPLICIT_INPUTS, INPUT_NAME, NODE_NAME, Binding, BindingError, GraphRef,
@@ -123,9 +123,10 @@ class _Checker:
                 self.add("bad-type-name", path + ("type",), f"graph input {name!r} is the run's seed: its type is "
                          f"{implicit[0]}, not {_short_repr(type_name)}", f"write `type: {implicit[0]}` or rename the input")
                 continue
-            if not isinstance(type_name, str) or type_name not in TYPE_NAMES:
+            known = type_names()
+            if not isinstance(type_name, str) or type_name not in known:
                 self.add("bad-type-name", path + ("type",), f"graph input {name!r} has unknown type {type_name!r}",
-                         _did_you_mean(str(type_name), TYPE_NAMES) or "known types: " + ", ".join(TYPE_NAMES))
+                         _did_you_mean(str(type_name), known) or "known types: " + ", ".join(known))
                 continue
             default = decl.get("default")
             if "default" in decl and default is not None:
