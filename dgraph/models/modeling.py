@@ -108,7 +108,7 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
     def from_pretrained(cls, pretrained: str | os.PathLike | Source, subfolder: str | None = None,
                         revision: str | None = None, variant: str | None = None,
                         torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                        allow_pickle: bool = False):
+                        allow_pickle: bool = False, config: Mapping[str, Any] | None = None):
         """Build the model from `config.json` and load its weights.
 
         pretrained: a folder, a Hub repo id, or any source string of dgraph.hub (`hf://`, `pkg://`).
@@ -116,10 +116,11 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         torch_dtype: dtype of the floating-point weights (default: float32, the dtype the module is built in).
         device: where the weights are read to (default: CPU).
         allow_pickle: accept pickled `.bin` weights when no safetensors file exists (read with weights_only=True).
+        config: the source's config.json when the caller has already read it (it is not read again).
         Returns the model in eval mode.
         """
         source = as_source(pretrained, subfolder, revision)
-        config = cls.load_config(source)
+        config = dict(config) if config is not None else cls.load_config(source)
         if config.get("_class_name") not in (None, cls.__name__, *cls.compatible_class_names):
             logger.warning("%s: config.json was written for %s, loading it as %s",
                            source, config.get("_class_name"), cls.__name__)
@@ -144,12 +145,13 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
             index_name = add_variant(f"{name}.index.json", variant)
             single_name = add_variant(name, variant)
             looked += [single_name, index_name]
-            index = fetch_file(source, index_name, required=False)
-            if index is not None:
-                return [fetch_file(source, shard) for shard in _shards_of(index)], pickled
+            # The single file first: it is the common case, and each probe may be a Hub request.
             single = fetch_file(source, single_name, required=False)
             if single is not None:
                 return [single], pickled
+            index = fetch_file(source, index_name, required=False)
+            if index is not None:
+                return [fetch_file(source, shard) for shard in _shards_of(index)], pickled
         if not allow_pickle:
             pickle_names = (add_variant(cls.pickle_weights_name, variant),
                             add_variant(f"{cls.pickle_weights_name}.index.json", variant))
