@@ -21,6 +21,22 @@ class UsageError(Exception):
     pass
 
 
+class _PrintableStream:
+    """Standard output with control characters escaped: names and text in it can come from a hostile file."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from .printable import printable
+
+        self._stream.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         allow_abbrev=False, prog="dgraph", description="Diffusion models for audio and vision as typed workflow graphs.",
@@ -185,12 +201,12 @@ def cpu_threads(requested: int | None) -> int | None:
 
 
 def _scalar(text: str) -> Any:
-    """A --set value: YAML scalars and flow collections ([1, 2], true, 3.5), safely parsed; else the text."""
-    import yaml  # here, not at the top: `dgraph --help` should start as fast as the interpreter
+    """A --set value: YAML scalars and flow collections ([1, 2], true, 3.5), read as workflow files are; else the text."""
+    from .safe_yaml import ParseError, parse_text
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_text(text)[0]
+    except ParseError:
         return text
 
 
@@ -229,6 +245,13 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         return EXIT_OK
     flags = _input_flags(extra)
     inputs: dict[str, Any] = dict(flags)
+    if args.device is not None:
+        import torch
+
+        try:
+            torch.device(args.device)
+        except (RuntimeError, TypeError):
+            raise UsageError(f"--device {args.device!r} is not a device; write cpu, cuda, cuda:1 or mps") from None
     if args.from_image:
         graph, embedded = _graph_from_image(args.from_image)
         inputs = {**embedded, **inputs}
@@ -368,13 +391,14 @@ def _inputs_help(graph) -> str:
     return "\n".join(lines)
 
 
+MAX_PROMPT_FILE_BYTES = 16 * 1024 * 1024
+
+
 def _read_prompts(path: str) -> list[str]:
     from .errors import DgraphError
+    from .local_files import read_text_limited
 
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DgraphError(f"--prompt-file {path}: cannot read it: {error}") from None
+    lines = read_text_limited(path, "--prompt-file", MAX_PROMPT_FILE_BYTES).splitlines()
     prompts = [line.strip() for line in lines if line.strip()]
     if not prompts:
         raise DgraphError(f"--prompt-file {path}: no prompts in it (one prompt a line)")
@@ -489,15 +513,38 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _graph_from_image(path: str):
+    from .engine.problems import Problem, WorkflowError
+    from .errors import DgraphError
     from .graph import Graph
     from .hub import HF_SCHEME, parse_source
-    from .provenance import read_png
+    from .local_files import open_image
+    from .provenance import BASE_KEY, INPUTS_KEY, WORKFLOW_KEY
+    from .safe_yaml import ParseError, parse_text
 
-    workflow, inputs, base = read_png(path)
-    graph = Graph(workflow, filename=f"{path}#workflow")
-    if base is not None:
+    try:
+        with open_image(path, "--from-image") as picture:
+            text = dict(picture.text)  # type: ignore[attr-defined]
+    except DgraphError:
+        raise
+    except (OSError, AttributeError, ValueError, SyntaxError, EOFError) as error:  # PIL's ways to refuse a file
+        raise DgraphError(f"{path}: cannot read PNG text metadata: {error}") from None
+    if WORKFLOW_KEY not in text:
+        raise DgraphError(f"{path}: this PNG carries no dgraph workflow (it was not written by image.save "
+                          "with embed_workflow: true)")
+    # The embedded JSON is read as any workflow file is: safely, bounded, with positions, duplicate keys refused.
+    graph = Graph.from_text(text[WORKFLOW_KEY], f"{path}#workflow")
+    base = text.get(BASE_KEY)
+    if isinstance(base, str) and base:  # where the workflow's relative sources resolve, recorded at save
         graph.base = parse_source(base) if base.startswith(HF_SCHEME) else base
     graph.check()
+    try:
+        inputs, _ = parse_text(text.get(INPUTS_KEY, "{}"))
+    except ParseError as error:
+        raise WorkflowError([Problem("yaml-syntax", error.message, "the PNG's dgraph:inputs is damaged",
+                                     f"{path}#inputs", error.line, error.column)]) from None
+    if not isinstance(inputs, dict):
+        raise DgraphError(f"{path}: its dgraph:inputs is not a mapping of graph inputs; rerun with the "
+                          "workflow alone: dgraph run --from-image needs both, or save the workflow and run it")
     return graph, {k: v for k, v in inputs.items() if k in graph.resolved.inputs}
 
 
@@ -625,7 +672,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(args.recipe, progress=not args.quiet)
     except Interrupted as stopped:
-        print(str(stopped), file=sys.stderr)
+        from .printable import printable
+
+        print(printable(str(stopped)), file=sys.stderr)
         return EXIT_CANCELLED
     print(f"saved {result.output} after {result.steps} steps (last loss {result.final_loss:.4f}) "
           f"in {result.seconds:.1f}s")
@@ -642,11 +691,20 @@ def _unrecognized(extra: list[str], command: argparse.ArgumentParser) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import Cancelled, DgraphError
-
     parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    stdout, sys.stdout = sys.stdout, _PrintableStream(sys.stdout)
+    try:
+        return _dispatch(parser, args, extra)
+    finally:
+        sys.stdout = stdout
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> int:
+    from .errors import Cancelled, DgraphError
+    from .printable import clip, printable
+
     try:
         if args.command == "run":
             return cmd_run(args, extra, parser._subparsers._group_actions[0].choices["run"])
@@ -656,22 +714,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "export": cmd_export, "convert": cmd_convert, "train": cmd_train, "plan": cmd_plan,
                 "push": cmd_push, "lock": cmd_lock, "pull": cmd_pull}[args.command](args)
     except UsageError as error:
-        print(f"dgraph {args.command}: {error}", file=sys.stderr)
+        print(printable(clip(f"dgraph {args.command}: {error}")), file=sys.stderr)
         return EXIT_USAGE
     except (Cancelled, KeyboardInterrupt) as error:
         if args.debug:
             raise
-        print(f"cancelled: {error}" if str(error) else "cancelled", file=sys.stderr)
+        print(printable(f"cancelled: {error}") if str(error) else "cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     except DgraphError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(printable(clip(f"error: {error}")), file=sys.stderr)
         return error.exit_code
     except Exception as error:  # a bug: say so, briefly, unless asked for the traceback
         if args.debug:
             raise
-        print(f"internal error: {type(error).__name__}: {error}\n(rerun with --debug for the traceback)", file=sys.stderr)
+        print(printable(clip(f"internal error: {type(error).__name__}: {error}")) +
+              "\n(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
 

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from .atomic import write_bytes
 from .errors import ConfigError
 from .hub import Source, as_source, fetch_file, push_folder
 
@@ -86,6 +87,28 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Upper bounds of the config keys that size a model or a schedule. Real checkpoints stay far below them;
+# above them a config would loop for hours building layers, or allocate tens of GB, before failing.
+CONFIG_BOUNDS: dict[str, int] = {
+    "layers_per_block": 64, "transformer_layers_per_block": 64, "num_attention_heads": 1024,
+    "attention_head_dim": 4096, "block_out_channels": 65536, "down_block_types": 32, "up_block_types": 32,
+    "in_channels": 4096, "out_channels": 4096, "latent_channels": 4096, "cross_attention_dim": 65536,
+    "sample_size": 16384, "num_train_timesteps": 1_000_000, "num_layers": 1024, "residual_channels": 65536,
+}
+
+
+def check_bounds(owner: str, config: Mapping[str, Any]) -> None:
+    """Raise ConfigError for a sizing key over its bound (a list's length and each of its numbers count)."""
+    for key, limit in CONFIG_BOUNDS.items():
+        value = config.get(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        sizes = [len(values)] if isinstance(value, (list, tuple)) and key.endswith("_types") else values
+        for size in sizes:
+            if isinstance(size, (int, float)) and not isinstance(size, bool) and not size <= limit:
+                raise ConfigError(f"{owner}: config key {key} = {value!r} is over the limit of {limit:,} "
+                                  "(real checkpoints stay far below it); fix the config")
+
+
 class ConfigMixin:
     """Config recording and diffusers-format config files. Subclasses set `config_name`."""
 
@@ -131,6 +154,7 @@ class ConfigMixin:
         if warn_unknown is None:
             warn_unknown = config.get("_class_name") in (None, cls.__name__, *cls.compatible_class_names)
         kwargs = cls.split_config(config, warn_unknown=warn_unknown)
+        check_bounds(cls.__name__, kwargs)
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as error:
@@ -184,24 +208,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> None:
-    """Write a file so that a reader never sees it half-written.
-
-    `exclusive`: publish only if `path` does not exist yet (`FileExistsError` otherwise) — a hard link from
-    the finished temporary file, so two processes racing for one name cannot both get it.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual permissions
-        if exclusive:
-            os.link(tmp, path)
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a file so that a reader never sees it half-written (dgraph.atomic); `exclusive`: only if `path`
+    does not exist yet (`FileExistsError` otherwise), also against another process racing for the name."""
+    write_bytes(path, data, exclusive=exclusive)

@@ -22,6 +22,8 @@ from typing import Any, Callable, Sequence
 from pydantic import ValidationError
 
 from .configuration import write_text_atomic
+from .local_files import read_text_limited
+from .safe_yaml import MAX_TEXT_ENV, max_text_bytes
 from .engine.cache import ResultCache
 from .engine.collector import collector_paused
 from .engine.events import Event
@@ -160,6 +162,10 @@ class Graph:
         except ParseError as error:
             raise WorkflowError([Problem("yaml-syntax", error.message, "fix the YAML syntax at this position",
                                          filename, error.line, error.column)]) from None
+        if data is None:  # an empty file is a mistake, not an empty graph
+            raise WorkflowError([Problem("not-a-mapping", "the file is empty",
+                                         "a workflow is a mapping with `dgraph`, `nodes` and `outputs`; start from "
+                                         "one of the files in workflows/", filename, 1, 1)])
         return cls(data, registry=registry, filename=filename, positions=positions, base=base)
 
     def to_dict(self) -> dict[str, Any]:
@@ -419,6 +425,9 @@ def fresh_seed() -> int:
     return secrets.randbelow(2**31)
 
 
+RAISE_TEXT_LIMIT = f"split it, or raise the limit with the environment variable {MAX_TEXT_ENV}=BYTES"
+
+
 def read_workflow_text(source: str | os.PathLike) -> tuple[str, str, Any]:
     """The text of a workflow file, a name for messages, and the base its relative sources resolve against."""
     text_source = os.fspath(source)
@@ -430,11 +439,9 @@ def read_workflow_text(source: str | os.PathLike) -> tuple[str, str, Any]:
         folder, _, name = parsed.path.rpartition("/")
         base = replace(parsed, path=folder)
         path = fetch_file(base, name)
-        return path.read_text(encoding="utf-8"), text_source, base
+        return read_text_limited(path, "workflow file", max_text_bytes(), RAISE_TEXT_LIMIT), text_source, base
     path = Path(text_source)
-    if not path.is_file():
+    if not path.exists():
         raise DgraphError(f"{path}: no such workflow file")
-    try:
-        return path.read_text(encoding="utf-8"), str(path), str(path.resolve().parent)
-    except UnicodeDecodeError:
-        raise DgraphError(f"{path}: not a UTF-8 text file") from None
+    text = read_text_limited(path, "workflow file", max_text_bytes(), RAISE_TEXT_LIMIT)
+    return text, str(path), str(path.resolve().parent)

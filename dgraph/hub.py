@@ -58,6 +58,14 @@ def _check_parts(text: str, path: str) -> None:
             raise SourceError(f"{text!r}: path part {part!r} is not allowed (use plain names separated by '/')")
 
 
+def check_source_syntax(text: str) -> None:
+    """Raise SourceError if `text` cannot be a source wherever it is read from (no file is looked at)."""
+    if not isinstance(text, str) or not text.strip():
+        raise SourceError(f"a source must be a non-empty string, got {text!r}")
+    if text.startswith((HF_SCHEME, PKG_SCHEME)):
+        parse_source(text)
+
+
 def parse_source(text: str | os.PathLike, base_dir: "str | os.PathLike | Source | None" = None) -> Source:
     """Parse a source string (see the module docstring).
 
@@ -244,3 +252,54 @@ def push_folder(folder: str | os.PathLike, repo_id: str, path_in_repo: str | Non
     info = api.upload_folder(folder_path=os.fspath(folder), repo_id=repo_id, path_in_repo=path_in_repo or "",
                              revision=revision, commit_message=commit_message)
     return str(info)
+
+
+def source_identity(source: Source) -> str:
+    """What the files of `source` are now, cheaply: a digest of each file's name, size, mtime and inode
+    for a folder (or package folder), the commit a Hub revision points to in the local cache.
+
+    Results cached by source string alone went stale when a file was replaced or edited in place.
+    """
+    import hashlib
+
+    if source.kind == "hub":
+        revision = source.revision or "main"
+        if re.fullmatch(r"[0-9a-f]{40}", revision):
+            return f"{source}"
+        from huggingface_hub import constants
+
+        ref = Path(constants.HF_HUB_CACHE) / ("models--" + source.location.replace("/", "--")) / "refs" / revision
+        try:
+            commit = ref.read_text(encoding="ascii").strip()
+        except OSError:
+            commit = "?"  # not in the cache yet: it is fetched at this run, so nothing stale can be reused
+        return f"{source}#{commit}"
+    folder = Path(source.location) if source.kind == "folder" else _package_root(source.location) / source.path
+    digest = hashlib.sha256(str(folder).encode())
+    for entry in _files(folder):
+        try:
+            info = entry.stat()
+        except OSError:
+            continue
+        digest.update(f"\0{entry.relative_to(folder)}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}".encode())
+    return digest.hexdigest()
+
+
+def _files(folder: Path, depth: int = 2, limit: int = 1000) -> list[Path]:
+    """Files under `folder`, at most `depth` levels down and `limit` in all, in a stable order."""
+    found: list[Path] = []
+    level = [folder]
+    for _ in range(depth + 1):
+        next_level = []
+        for current in level:
+            try:
+                entries = sorted(os.scandir(current), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    next_level.append(Path(entry.path))
+                elif len(found) < limit:
+                    found.append(Path(entry.path))
+        level = next_level
+    return found

@@ -14,7 +14,6 @@ from those events here, one loop without recursion, so that every rule holds wha
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from typing import Any
@@ -244,7 +243,7 @@ def _build(events: Any, positions: Positions) -> Any:
                 if isinstance(value, (dict, list)):
                     if as_key:
                         raise ParseError("a mapping key must be a plain value", *_at(mark))
-                    value = copy.deepcopy(value)
+                    value = _copy(value)
             elif kind is yaml.ScalarEvent:
                 elements += 1
                 chars += len(event.value)
@@ -293,6 +292,13 @@ def _build(events: Any, positions: Positions) -> Any:
             parent.key = _NO_KEY
         else:
             parent.value.append(value)
+
+
+def _copy(value: Any) -> Any:
+    """A copy of plain data (recursion is bounded: the value nests at most MAX_DEPTH levels)."""
+    if type(value) is list:
+        return [_copy(item) if type(item) in (list, dict) else item for item in value]
+    return {key: _copy(item) if type(item) in (list, dict) else item for key, item in value.items()}
 
 
 def _new_anchor(anchor: str, anchors: dict, open_anchors: set, mark: Any) -> None:

@@ -147,7 +147,28 @@ class Text(_StrType):
 
 
 class Source(_StrType):
-    """A weights source string: a folder, `hf://owner/repo/sub@rev`, a repo id, or `pkg://package/sub`."""
+    """A weights source string: a folder, `hf://owner/repo/sub@rev`, a repo id, or `pkg://package/sub`.
+
+    Its syntax is checked when it is validated (empty, a malformed hf:// or pkg:// form, `..` in a repo
+    path), so a workflow with a bad source fails validation, at its line, before any model loads.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(cls._checked, core_schema.str_schema())
+
+    @classmethod
+    def _checked(cls, text: str) -> "Source":
+        from .errors import SourceError
+        from .hub import check_source_syntax
+
+        try:
+            check_source_syntax(text)
+        except SourceError as error:
+            raise ValueError(str(error)) from None
+        return cls(text)
 
 
 _SCALARS = {int: "int", float: "float", str: "str", bool: "bool", Text: "Text", Source: "Source"}
@@ -351,9 +372,11 @@ VALUE_CLASSES: dict[type, str] = {
     Mel: "Mel",
 }
 
-# Every name a workflow file may use as a graph input's `type`.
-TYPE_NAMES = sorted({"int", "float", "str", "bool", "Text", "Source", "Tensor", "Any",
-                     *VALUE_CLASSES.values(), *PORT_CLASSES})
+def type_names() -> list[str]:
+    """Every name a workflow file may use as a graph input's `type`, including the port types node packs
+    defined after this module was imported (a list frozen at import refused them)."""
+    return sorted({"int", "float", "str", "bool", "Text", "Source", "Tensor", "Any",
+                   *VALUE_CLASSES.values(), *PORT_CLASSES})
 
 
 def coerce(value: Any, target: TypeRef) -> Any:

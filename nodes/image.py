@@ -6,13 +6,26 @@ import re
 from typing import Annotated
 
 import torch
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from dgraph.local_files import open_image
 from dgraph.node import Context, node
 from dgraph.provenance import png_text
 from dgraph.types import Image, Latent, image_to_pil
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+def _check_prefix(prefix: str) -> str:
+    if not _PREFIX.match(prefix):
+        raise ValueError(f"prefix {prefix!r} may hold only letters, digits, '_', '-', '.' and '/'")
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise ValueError(f"prefix {prefix!r} leaves the output folder ('.' and '..' are not allowed in it)")
+    return prefix
+
+
+# Checked when the workflow is validated, with its line, not when the node runs.
+Prefix = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_check_prefix)]
 
 
 @node("image.from_tensor", description="Wrap a [batch, channels, height, width] tensor as an Image.")
@@ -25,12 +38,10 @@ def from_tensor(tensor: torch.Tensor, low: float = -1.0, high: float = 1.0) -> I
 
 @node("image.save", description="Save images as PNG files (with the workflow and its inputs embedded).",
       output="paths", effect=True)
-def save(ctx: Context, image: Image, prefix: Annotated[str, Field(min_length=1, max_length=200)] = "image",
+def save(ctx: Context, image: Image, prefix: Prefix = "image",
          embed_workflow: bool = True) -> list[str]:
     """prefix: file name prefix inside the output folder (subfolders allowed); files are PREFIX_000.png,
     PREFIX_001.png, ..., numbered on after the files already there (`--overwrite` starts again at 000)"""
-    if not _PREFIX.match(prefix):
-        raise ValueError(f"prefix {prefix!r} may hold only letters, digits, '_', '-', '.' and '/'")
     from PIL import PngImagePlugin
 
     payloads = []
@@ -63,7 +74,7 @@ def load(ctx: Context, path: str, height: Annotated[int, Field(ge=0, le=16384)] 
     from PIL import Image as PILImage
 
     file = ctx.resolve_path(path)
-    with PILImage.open(file) as picture:
+    with open_image(file, "image") as picture:
         picture = picture.convert("RGB")
         if height or width:
             picture = picture.resize((width or picture.width, height or picture.height), PILImage.BICUBIC)

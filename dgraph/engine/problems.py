@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DgraphError
+from ..printable import clip
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,10 @@ class Problem:
     file: str = "<workflow>"
     line: int = 1
     column: int = 1
+
+    def __post_init__(self) -> None:  # a problem may quote a hostile 8 MB name: quote its start only
+        object.__setattr__(self, "message", clip(self.message))
+        object.__setattr__(self, "hint", clip(self.hint))
 
     def __str__(self) -> str:
         text = f"{self.file}:{self.line}:{self.column}: error[{self.code}]: {self.message}"

@@ -67,6 +67,8 @@ class Registry:
 
     def suggest(self, type_name: str, n: int = 3) -> list[str]:
         """Close known names, for 'did you mean' hints."""
+        if len(type_name) > 200:  # no name is that long; comparing a hostile 8 MB one costs seconds
+            return []
         close = difflib.get_close_matches(type_name, self.names(), n=n, cutoff=0.5)
         if not close:  # same last part in another namespace ("save" -> "image.save")
             tail = type_name.rsplit(".", 1)[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..types import TYPE_NAMES
+from ..types import type_names
 from .registry import Registry
 from .workflow import FORMAT_VERSION
 
@@ -75,7 +75,7 @@ def workflow_schema(registry: Registry) -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": {
                     "type": "object", "additionalProperties": False, "required": ["type"],
-                    "properties": {"type": {"enum": TYPE_NAMES}, "default": {}, "description": {"type": "string"}},
+                    "properties": {"type": {"enum": type_names()}, "default": {}, "description": {"type": "string"}},
                 },
             },
             "nodes": {

@@ -93,6 +93,8 @@ def prepare(node: ResolvedNode, device: torch.device, state: RunState, request: 
             if binding.value is None and not spec.inputs[key].required:
                 continue
             arguments[key] = binding.value
+            if spec.inputs[key].type.name == "Source":  # the files, not only their name
+                parts.append(f"{key}=files:{_files_identity(binding.value, request.base)}")
         elif isinstance(binding, GraphRef):
             arguments[key] = coerce(request.inputs[binding.name], spec.inputs[key].type)
             parts.append(f"{key}=in:{state.input_digests[binding.name]}")
@@ -112,6 +114,16 @@ def prepare(node: ResolvedNode, device: torch.device, state: RunState, request: 
                           output_dir=request.output_dir, overwrite=request.overwrite, base=request.base,
                           workflow=request.workflow, inputs=request.inputs)
     return NodeTask(spec.type_name, spec.version, key, arguments, context)
+
+
+def _files_identity(text: str, base: Any) -> str:
+    """What the files a source names are now (see hub.source_identity); a replaced file gives a new key."""
+    from ..hub import parse_source, source_identity
+
+    try:
+        return source_identity(parse_source(text, base))
+    except Exception:  # an unresolvable source fails in the node itself, with its own message
+        return "unresolved"
 
 
 def spec_for(task: NodeTask, registry: Any) -> NodeSpec:

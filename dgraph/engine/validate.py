@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ..node import NodeSpec
-from ..types import TYPE_NAMES, TypeRef, coerce, fits, mismatch_reason
+from ..types import TypeRef, coerce, fits, mismatch_reason, type_names
 from .dag import find_cycle, strongly_connected
 from .problems import Problem
 from .registry import Registry
@@ -103,7 +103,7 @@ class _Checker:
         version = data.get("dgraph")
         if version is None:
             self.add("format-version", (), "missing format version", f"add `dgraph: {FORMAT_VERSION}` at the top")
-        elif version != FORMAT_VERSION:
+        elif type(version) is not int or version != FORMAT_VERSION:  # `dgraph: true` equals 1 in Python
             self.add("format-version", ("dgraph",), f"format version {version!r} is not supported",
                      f"this dgraph reads `dgraph: {FORMAT_VERSION}`; upgrade dgraph for newer files")
         for key in ("name", "description"):
@@ -141,9 +141,15 @@ class _Checker:
                 continue
             self.check_keys(decl, path, INPUT_KEYS, f"graph input {name!r}")
             type_name = decl.get("type")
-            if type_name not in TYPE_NAMES:
+            implicit = IMPLICIT_INPUTS.get(name)
+            if implicit is not None and type_name != implicit[0]:  # the executor seeds every node from it
+                self.add("bad-type-name", path + ("type",), f"graph input {name!r} is the run's seed: its type is "
+                         f"{implicit[0]}, not {_short_repr(type_name)}", f"write `type: {implicit[0]}` or rename the input")
+                continue
+            known = type_names()
+            if not isinstance(type_name, str) or type_name not in known:
                 self.add("bad-type-name", path + ("type",), f"graph input {name!r} has unknown type {type_name!r}",
-                         _did_you_mean(str(type_name), TYPE_NAMES) or "known types: " + ", ".join(TYPE_NAMES))
+                         _did_you_mean(str(type_name), known) or "known types: " + ", ".join(known))
                 continue
             default = decl.get("default")
             if "default" in decl and default is not None:
@@ -212,8 +218,8 @@ class _Checker:
         for key, value in inputs.items():
             ipath = path + ("inputs", key)
             if key not in spec.inputs:
-                close = difflib.get_close_matches(str(key), list(spec.inputs), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"{type_name} takes: {', '.join(spec.inputs) or 'nothing'}"
+                close = _did_you_mean(key, spec.inputs)
+                hint = close if close else f"{type_name} takes: {', '.join(spec.inputs) or 'nothing'}"
                 self.add("unknown-input", ipath, f"node {name!r}: {type_name} has no input {key!r}", hint, key=True)
                 continue
             try:
@@ -260,7 +266,8 @@ class _Checker:
                      "link it from another node's output: '@node.output'")
             return None
         try:
-            value = adapter.validate_python(coerce(binding.value, ispec.type))
+            # Strict: `true` is not 1 and '3' is not 3 (an int is still a float).
+            value = adapter.validate_python(coerce(binding.value, ispec.type), strict=True)
         except ValidationError as error:
             self.add("invalid-value", path, f"node {name!r}, input {key!r}: {_first_message(error)}",
                      f"expected {ispec.type}" + (f" ({ispec.description})" if ispec.description else ""))
@@ -351,14 +358,21 @@ class _Checker:
                 self.resolved.outputs[name] = binding
 
 
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
 def _did_you_mean(word: str, options) -> str:
+    if len(str(word)) > 200:  # nothing that long is a typo of a name, and comparing it costs seconds
+        return ""
     close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
     return f"did you mean {close[0]!r}?" if close else ""
 
 
 def _first_message(error: ValidationError) -> str:
     first = error.errors()[0]
-    return first["msg"] + (f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else "")
+    return first["msg"].removeprefix("Value error, ") + (f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else "")
 
 
 def check(data: Any, positions: Positions, registry: Registry, filename: str) -> tuple[list[Problem], Resolved]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from html import escape
 
 
+from ..printable import printable
 from .dag import topological_order
 from .validate import Resolved
 from .workflow import GraphRef, Link
@@ -18,6 +19,16 @@ def _edges(resolved: Resolved):
                 yield f"${binding.name}", name, key
 
 
+def _label(text: str) -> str:
+    """Text inside a quoted Mermaid label: markup and quotes as entities, control characters escaped."""
+    return escape(printable(text), quote=False).replace('"', "#quot;")
+
+
+def _svg_text(text: str) -> str:
+    """Text of an SVG element: markup escaped, and no control characters (XML refuses most of them)."""
+    return escape(printable(text))
+
+
 def mermaid(resolved: Resolved) -> str:
     """Mermaid flowchart text (paste into any Markdown renderer that supports it)."""
     ids = {}
@@ -27,15 +38,15 @@ def mermaid(resolved: Resolved) -> str:
 
     lines = ["flowchart LR"]
     for name, node in resolved.nodes.items():
-        device = f"<br/><i>{node.device}</i>" if node.device else ""
-        lines.append(f'    {ident(name)}["<b>{name}</b><br/>{node.spec.type_name}{device}"]')
+        device = f"<br/><i>{_label(node.device)}</i>" if node.device else ""
+        lines.append(f'    {ident(name)}["<b>{_label(name)}</b><br/>{_label(node.spec.type_name)}{device}"]')
     for name in {source for source, _, _ in _edges(resolved) if source.startswith("$")}:
-        lines.append(f'    {ident(name)}(["{name}"])')
+        lines.append(f'    {ident(name)}(["{_label(name)}"])')
     for out, link in resolved.outputs.items():
-        lines.append(f'    {ident("=>" + out)}[/"{out}"/]')
-        lines.append(f'    {ident(link.node)} -->|{link.output}| {ident("=>" + out)}')
+        lines.append(f'    {ident("=>" + out)}[/"{_label(out)}"/]')
+        lines.append(f'    {ident(link.node)} -->|"{_label(link.output)}"| {ident("=>" + out)}')
     for source, target, label in _edges(resolved):
-        lines.append(f'    {ident(source)} -->|"{label}"| {ident(target)}')
+        lines.append(f'    {ident(source)} -->|"{_label(label)}"| {ident(target)}')
     return "\n".join(lines) + "\n"
 
 
@@ -74,7 +85,7 @@ def svg(resolved: Resolved, title: str = "") -> str:
              f'font-family="sans-serif" font-size="12">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
-             f'<text x="{pad}" y="{pad + 4}" font-weight="bold">{escape(title)}</text>']
+             f'<text x="{pad}" y="{pad + 4}" font-weight="bold">{_svg_text(title)}</text>']
     placed: list[tuple[float, float, float]] = []  # labels drawn so far: centre x, baseline y, half width
     for source, target in ((s, t) for s in successors for t in successors[s]):
         (x1, y1), (x2, y2) = pos[source], pos[target]
@@ -86,7 +97,7 @@ def svg(resolved: Resolved, title: str = "") -> str:
         if label:
             lx, ly = _free_spot(placed, mid, (sy + ty) / 2 - 3, 6 * len(label))
             parts.append(f'<text x="{lx}" y="{ly}" text-anchor="middle" fill="#333" '
-                         f'font-size="10">{escape(label)}</text>')
+                         f'font-size="10">{_svg_text(label)}</text>')
     for name, (x, y) in pos.items():
         if name.startswith("$"):
             fill, line1, line2 = "#e8f4e8", name[1:], "graph input"
@@ -96,8 +107,8 @@ def svg(resolved: Resolved, title: str = "") -> str:
             node = resolved.nodes[name]
             fill, line1, line2 = "#e8eef8", name, node.spec.type_name + (f" @ {node.device}" if node.device else "")
         parts.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="8" fill="{fill}" stroke="#335"/>')
-        parts.append(f'<text x="{x + 10}" y="{y + 19}" font-weight="bold">{escape(line1)}</text>')
-        parts.append(f'<text x="{x + 10}" y="{y + 36}" fill="#444">{escape(line2)}</text>')
+        parts.append(f'<text x="{x + 10}" y="{y + 19}" font-weight="bold">{_svg_text(line1)}</text>')
+        parts.append(f'<text x="{x + 10}" y="{y + 36}" fill="#444">{_svg_text(line2)}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -46,7 +46,7 @@ def load_model(pretrained: str | os.PathLike | Source, subfolder: str | None = N
                           f"known: {', '.join(sorted(classes))}")
     if expect and name not in expect:
         raise ConfigError(f"{source}: holds a {name}, but a {' or '.join(expect)} is expected here")
-    return classes[name].from_pretrained(source, **kwargs)
+    return classes[name].from_pretrained(source, config=config, **kwargs)
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -22,13 +22,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..atomic import write_atomic
 from ..configuration import ConfigMixin, read_json, write_text_atomic
 from ..errors import ConfigError, WeightsError
 from ..hub import Source, as_source, fetch_file
@@ -109,7 +109,7 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
                         revision: str | None = None, variant: str | None = None,
                         torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None,
                         allow_pickle: bool = False, low_cpu_mem_usage: bool = True,
-                        output_loading_info: bool = False):
+                        output_loading_info: bool = False, config: Mapping[str, Any] | None = None):
         """Build the model from `config.json` and load its weights.
 
         pretrained: a folder, a Hub repo id, or any source string of dgraph.hub (`hf://`, `pkg://`).
@@ -122,10 +122,11 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         output_loading_info: also return diffusers' loading report, `(model, {"missing_keys": [],
             "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []})`. Its lists are always empty:
             a checkpoint that does not fit the config is refused with every problem named.
+        config: the source's config.json when the caller has already read it (it is not read again).
         Returns the model in eval mode.
         """
         source = as_source(pretrained, subfolder, revision)
-        config = cls.load_config(source)
+        config = dict(config) if config is not None else cls.load_config(source)
         if config.get("_class_name") not in (None, cls.__name__, *cls.compatible_class_names):
             logger.warning("%s: config.json was written for %s, loading it as %s",
                            source, config.get("_class_name"), cls.__name__)
@@ -154,12 +155,13 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
             index_name = add_variant(f"{name}.index.json", variant)
             single_name = add_variant(name, variant)
             looked += [single_name, index_name]
-            index = fetch_file(source, index_name, required=False)
-            if index is not None:
-                return [fetch_file(source, shard) for shard in _shards_of(index)], pickled
+            # The single file first: it is the common case, and each probe may be a Hub request.
             single = fetch_file(source, single_name, required=False)
             if single is not None:
                 return [single], pickled
+            index = fetch_file(source, index_name, required=False)
+            if index is not None:
+                return [fetch_file(source, shard) for shard in _shards_of(index)], pickled
         if not allow_pickle:
             pickle_names = (add_variant(cls.pickle_weights_name, variant),
                             add_variant(f"{cls.pickle_weights_name}.index.json", variant))
@@ -180,8 +182,8 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
     def _assign_state_dict(self, state_dict: dict[str, torch.Tensor], expected: Mapping[str, torch.Size],
                            where: str) -> None:
         """Put the tensors into the (meta) module in place of its parameters and buffers, after checking
-        every key and shape. The tensors are used as they are (no copy): read from safetensors on the
-        CPU they stay backed by the file's memory map until something writes to them."""
+        every key and shape. The tensors are used as they are (no copy); they are the model's own
+        (`_read_weights` copies what would stay backed by the file's memory map)."""
         missing = expected.keys() - state_dict.keys()
         unexpected = state_dict.keys() - expected.keys()
         mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(shape)}"
@@ -253,7 +255,7 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         else:
             names = [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))]
         for name, keys in zip(names, shards):
-            _write_atomic(folder / name, lambda tmp, keys=keys: save_file(
+            write_atomic(folder / name, lambda tmp, keys=keys: save_file(
                 {key: state_dict[key] for key in keys}, str(tmp), metadata={"format": "pt"}))
         if len(shards) > 1:
             index = {"metadata": {"total_size": sum(_nbytes(t) for t in state_dict.values())},
@@ -308,10 +310,16 @@ def _read_weights(files: list[Path], pickled: bool, expected: Mapping[str, tuple
     state_dict: dict[str, torch.Tensor] = {}
 
     def put(key: str, tensor: torch.Tensor) -> None:
+        read = tensor
         if tensor.is_floating_point():
             # Keys in an older layout are renamed later; they take the model's floating dtype.
             tensor = tensor.to(dtype or model_dtypes.get(key, fallback))
-        state_dict[key] = tensor.to(device)
+        tensor = tensor.to(device)
+        if tensor.device.type == "cpu" and tensor.data_ptr() == read.data_ptr():
+            # Still the file's memory map: own a copy, or editing the file changes a loaded model in
+            # place and truncating it kills the process (SIGBUS).
+            tensor = tensor.clone()
+        state_dict[key] = tensor
 
     for path in files:
         if pickled:
@@ -370,13 +378,4 @@ def _unshared(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return result
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Call `write(tmp_path)` with a temporary path beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..configuration import write_text_atomic
@@ -86,10 +87,18 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
                     ema=None) -> dict[str, Any]:
     """Restore model, optimiser and EMA from a checkpoint folder; returns its state.json (with `step`)."""
     path = Path(path)
-    info = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    device = next(model.parameters()).device
-    model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
-    _load_optimizer(optimizer, load_file(path / "optimizer.safetensors", device=str(device)), info["optimizer"])
-    if ema is not None:
-        ema.load_state_dict(load_file(path / "ema.safetensors"), info["ema_updates"])
+    try:
+        info = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        device = next(model.parameters()).device
+        model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
+        _load_optimizer(optimizer, load_file(path / "optimizer.safetensors", device=str(device)), info["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(load_file(path / "ema.safetensors"), info["ema_updates"])
+        if not isinstance(info.get("step"), int) or info["step"] < 0:
+            raise ValueError(f"step {info.get('step')!r} is not a step count")
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, SafetensorError) as error:
+        # A damaged or foreign checkpoint is the user's file: say which, and how to go on.
+        raise WeightsError(f"{path}: cannot resume from this checkpoint ({type(error).__name__}: "
+                           f"{str(error)[:300]}); delete it to resume from an older one, or delete "
+                           f"{path.parent} to start over") from None
     return info

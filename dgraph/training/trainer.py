@@ -93,6 +93,9 @@ def run_loop(model: nn.Module, opt: Optimization, seed: int, checkpoints: Path, 
     resume = latest_checkpoint(checkpoints)
     if resume is not None:
         start = load_checkpoint(resume, model, optimizer, ema)["step"]
+        if start > opt.steps:
+            raise ConfigError(f"{label}: the checkpoint {resume} is at step {start}, past this recipe's "
+                              f"{opt.steps} steps; raise train.steps or give another checkpoint folder")
         print(f"{label}: resuming from {resume} (step {start} of {opt.steps})", file=sys.stderr)
     amp = autocast_dtype(opt.mixed_precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -109,6 +112,11 @@ def run_loop(model: nn.Module, opt: Optimization, seed: int, checkpoints: Path, 
             generator = step_generator(seed, step)
             with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
                 loss, parts = loss_fn(generator, step)
+            if not torch.isfinite(loss.detach()).all():  # saving on would write NaN weights and exit 0
+                last = latest_checkpoint(checkpoints)
+                kept = f"the checkpoint {last.name} is kept" if last is not None else "no checkpoint was written"
+                raise ConfigError(f"{label}: the loss is {loss.item()} at step {step + 1}; lower train.learning_rate "
+                                  f"or set train.grad_clip ({kept}; nothing is saved)")
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -73,7 +73,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def vae_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("vae")
-    result = train(recipe(VAE, folder, steps=4), progress=False)
+    result = train(recipe(VAE, folder, steps=4), progress=False, root=folder)
     assert result.steps == 4 and len(result.losses) == 4
     return folder
 
@@ -96,12 +96,12 @@ def test_denoiser_resumes_bitwise_after_interruption(vae_folder, tmp_path):
         (tmp_path / "b").mkdir()
         for side in ("a", "b"):
             os.symlink(vae_folder / name, tmp_path / side / name)
-    straight = train(recipe(UNET, tmp_path / "a", steps=6, every=100), progress=False)
+    straight = train(recipe(UNET, tmp_path / "a", steps=6, every=100), progress=False, root=tmp_path)
     interrupted = recipe(UNET, tmp_path / "b", steps=6, every=100)
-    first = train(interrupted, progress=False, stop_after=3)
+    first = train(interrupted, progress=False, stop_after=3, root=tmp_path)
     assert first.steps == 3 and not (tmp_path / "b/unet").exists()  # nothing saved yet
     assert latest_checkpoint(tmp_path / "b/unet.checkpoints").name == "step-0000003"
-    resumed = train(interrupted, progress=False)
+    resumed = train(interrupted, progress=False, root=tmp_path)
     assert resumed.steps == 6 and resumed.losses == straight.losses[3:]
     a, b = weights(tmp_path / "a/unet"), weights(tmp_path / "b/unet")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -161,7 +161,8 @@ def test_cli_train_reports_recipe_errors_with_position(tmp_path, capsys):
                                        f"Input should be greater than or equal to 1\n")
 
 
-def test_cli_train_runs_a_recipe(tmp_path, capsys):
+def test_cli_train_runs_a_recipe(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a recipe writes inside the folder it is run from
     path = tmp_path / "vae.yaml"
     path.write_text(VAE.format(steps=2))
     assert main(["train", "-q", str(path)]) == 0
