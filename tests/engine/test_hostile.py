@@ -113,6 +113,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
     "empty-file": (lambda t: ["validate", _write(t, "w.yaml", "")], 1, "error[not-a-mapping]"),
     "description-not-text": (lambda t: ["validate", _write(t, "w.yaml", SIMPLE + "description: [1, 2]\n")],
                              1, "w.yaml:6:14: error[invalid-value]"),
+    "descriptions-not-text-run": (lambda t: ["run", _write(t, "w.yaml", "dgraph: 1\nnodes:\n  a: {type: math.add, "
+                                                          "description: [1], version: true, device: 5, inputs: {a: 1.0}}\n"
+                                                          "inputs:\n  x: {type: int, description: 5, default: 1}\n"), "-o", "out"],
+                                  1, "w.yaml:3:36: error[invalid-value]: node 'a': `description` must be a string"),
     "format-version-true": (lambda t: ["validate", _write(t, "w.yaml", SIMPLE.replace("dgraph: 1", "dgraph: true"))],
                             1, "w.yaml:1:9: error[format-version]"),
     "seed-declared-str": (lambda t: ["validate", _write(t, "w.yaml", SIMPLE + "inputs:\n  seed: {type: str}\n")],
