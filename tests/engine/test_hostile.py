@@ -202,3 +202,16 @@ def test_hostile_input_ends_cleanly(name: str, tmp_path: Path, monkeypatch, warm
     assert peak < MEMORY_BOUND, f"{peak / 2**20:.0f} MiB traced"
     after = {p for p in tmp_path.rglob("*")}
     assert {p for p in after - before if work / "out" not in (p, *p.parents)} == set()
+
+
+def test_what_validation_misses_is_still_a_workflow_error():
+    from dgraph.engine.problems import WorkflowError
+    from dgraph.graph import Graph
+
+    graph = Graph.from_text(SIMPLE, "w.yaml")
+    assert graph.problems == []
+    graph._data["nodes"]["a"]["description"] = 5  # as if a check were missing: the file model still refuses it
+    with pytest.raises(WorkflowError) as caught:
+        graph.to_dict()
+    assert [str(p) for p in caught.value.problems] == [
+        "w.yaml:3:3: error[invalid-value]: nodes.a.description: Input should be a valid string"]
