@@ -22,8 +22,6 @@ from typing import Any, Callable, Sequence
 from pydantic import ValidationError
 
 from .configuration import write_text_atomic
-from .local_files import read_text_limited
-from .safe_yaml import MAX_TEXT_ENV, max_text_bytes
 from .engine.cache import ResultCache
 from .engine.collector import collector_paused
 from .engine.events import Event
@@ -36,7 +34,9 @@ from .engine.workflow import (FORMAT_VERSION, NODE_NAME, ParseError, Positions, 
                               parse_text)
 from .errors import DgraphError, InputError
 from .hub import HF_SCHEME, PKG_SCHEME, fetch_file, parse_source
+from .local_files import read_text_limited
 from .node import CancelToken
+from .safe_yaml import MAX_TEXT_ENV, max_text_bytes
 
 
 class Result(dict):
@@ -172,8 +172,16 @@ class Graph:
         """The canonical plain-data form of the workflow."""
         self.check()
         if self._canonical is None:
-            with collector_paused():
-                self._canonical = WorkflowFile.model_validate(self._data).to_dict()
+            try:
+                with collector_paused():
+                    self._canonical = WorkflowFile.model_validate(self._data).to_dict()
+            except ValidationError as error:  # validation should have said it; never an internal error
+                problems = []
+                for item in error.errors():
+                    line, column = self.positions.of(tuple(item["loc"]))
+                    where = ".".join(str(part) for part in item["loc"])
+                    problems.append(Problem("invalid-value", f"{where}: {item['msg']}", "", self.filename, line, column))
+                raise WorkflowError(problems) from None
         return copy.deepcopy(self._canonical)
 
     def _canonical_workflow(self) -> dict[str, Any]:

@@ -92,6 +92,11 @@ class _Checker:
                 message = f"unknown top-level key {key!r}" if not path else f"{owner} has unknown key {key!r}"
                 self.add("unknown-key", path + (key,), message, _did_you_mean(key, allowed), key=True)
 
+    def check_description(self, decl: dict, path: tuple, owner: str) -> None:
+        if "description" in decl and not isinstance(decl["description"], str):
+            self.add("invalid-value", path + ("description",), f"{owner}: `description` must be a string",
+                     "quote it, or remove it")
+
     # -----------------------------------------------------------------------------------------------
     def run(self) -> None:
         data = self.data
@@ -140,6 +145,7 @@ class _Checker:
                 self.add("not-a-mapping", path, f"graph input {name!r} must be a mapping like {{type: int, default: 1}}")
                 continue
             self.check_keys(decl, path, INPUT_KEYS, f"graph input {name!r}")
+            self.check_description(decl, path, f"graph input {name!r}")
             type_name = decl.get("type")
             implicit = IMPLICIT_INPUTS.get(name)
             if implicit is not None and type_name != implicit[0]:  # the executor seeds every node from it
@@ -197,14 +203,17 @@ class _Checker:
             hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "run `dgraph nodes` to list them"
             self.add("unknown-node-type", path + ("type",), f"node {name!r}: unknown node type {type_name!r}", hint)
             return
+        self.check_description(decl, path, f"node {name!r}")
         version = decl.get("version")
-        if version is not None and version != spec.version:
+        if version is not None and (type(version) is not int or version != spec.version):
             self.add("version-mismatch", path + ("version",),
                      f"node {name!r} asks for {type_name} version {version!r}; version {spec.version} is installed",
                      f"update the file for version {spec.version} (or install the node pack that has {version!r})")
         device = decl.get("device")
         if device is not None:
             try:
+                if not isinstance(device, str):  # torch.device(5) is cuda:5; the file format wants text
+                    raise TypeError(device)
                 torch.device(device)
             except (RuntimeError, TypeError):
                 self.add("bad-device", path + ("device",), f"node {name!r}: {device!r} is not a device",

@@ -89,6 +89,22 @@ def _huge_pixels(tmp: Path) -> list[str]:
     return ["run", _write(tmp, "w.yaml", text), "-o", "out"]
 
 
+RECIPE = """\
+kind: autoencoder
+output: {output}
+data: {{dataset: digits, size: 8}}
+model: {{in_channels: 1, out_channels: 1, block_out_channels: [4], norm_num_groups: 4, latent_channels: 2,
+        down_block_types: [DownEncoderBlock2D], up_block_types: [UpDecoderBlock2D], sample_size: 8}}
+train: {{steps: 1, batch_size: 2}}
+"""
+
+
+def _recipe_into_model_folder(tmp: Path) -> list[str]:
+    (tmp / "out" / "model").mkdir(parents=True)
+    (tmp / "out" / "model" / "config.json").write_text("{}")
+    return ["train", "-q", _write(tmp, "r.yaml", RECIPE.format(output="out/model"))]
+
+
 # name -> (build the files and return the argv, exit code, a line the output must hold)
 CASES: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
     "alias-scalar-bomb": (_alias_scalar_bomb, 1, "expands to more than 67,108,864 characters of text"),
@@ -113,6 +129,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
     "empty-file": (lambda t: ["validate", _write(t, "w.yaml", "")], 1, "error[not-a-mapping]"),
     "description-not-text": (lambda t: ["validate", _write(t, "w.yaml", SIMPLE + "description: [1, 2]\n")],
                              1, "w.yaml:6:14: error[invalid-value]"),
+    "descriptions-not-text-run": (lambda t: ["run", _write(t, "w.yaml", "dgraph: 1\nnodes:\n  a: {type: math.add, "
+                                                          "description: [1], version: true, device: 5, inputs: {a: 1.0}}\n"
+                                                          "inputs:\n  x: {type: int, description: 5, default: 1}\n"), "-o", "out"],
+                                  1, "w.yaml:3:36: error[invalid-value]: node 'a': `description` must be a string"),
     "format-version-true": (lambda t: ["validate", _write(t, "w.yaml", SIMPLE.replace("dgraph: 1", "dgraph: true"))],
                             1, "w.yaml:1:9: error[format-version]"),
     "seed-declared-str": (lambda t: ["validate", _write(t, "w.yaml", SIMPLE + "inputs:\n  seed: {type: str}\n")],
@@ -159,6 +179,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
                            1, "--from-image x.png: cannot read it as an image: Decompressed data too large"),
     "png-workflow-latin1-controls": (lambda t: ["run", "--from-image", _png(t, "x.png", {"dgraph:workflow": "\x1b[2J"}),
                                                 "-o", "out"], 1, "character #x001b is not allowed"),
+    "recipe-into-a-model-folder": (_recipe_into_model_folder, 1, "/out/model already holds files a recipe did not "
+                                                                  "write; give a new or empty folder"),
+    "recipe-escaping-upwards": (lambda t: ["train", "-q", _write(t, "r.yaml", RECIPE.format(output="../../../x"))],
+                                1, "a recipe writes only inside the folder it is run from"),
     "image-load-fifo": (_fifo, 1, "pipe.png: not a regular file (a folder, pipe or device); give a file"),
     "image-load-13000-squared": (_huge_pixels, 1, "image big.png: 13000 x 13000 is 169,000,000 pixels, over the limit of "
                                                 "67,108,864; raise it with the environment variable DGRAPH_MAX_IMAGE_PIXELS=PIXELS"),
@@ -198,3 +222,16 @@ def test_hostile_input_ends_cleanly(name: str, tmp_path: Path, monkeypatch, warm
     assert peak < MEMORY_BOUND, f"{peak / 2**20:.0f} MiB traced"
     after = {p for p in tmp_path.rglob("*")}
     assert {p for p in after - before if work / "out" not in (p, *p.parents)} == set()
+
+
+def test_what_validation_misses_is_still_a_workflow_error():
+    from dgraph.engine.problems import WorkflowError
+    from dgraph.graph import Graph
+
+    graph = Graph.from_text(SIMPLE, "w.yaml")
+    assert graph.problems == []
+    graph._data["nodes"]["a"]["description"] = 5  # as if a check were missing: the file model still refuses it
+    with pytest.raises(WorkflowError) as caught:
+        graph.to_dict()
+    assert [str(p) for p in caught.value.problems] == [
+        "w.yaml:3:3: error[invalid-value]: nodes.a.description: Input should be a valid string"]
