@@ -241,7 +241,7 @@ def markdown(rows: list[dict], header: str) -> str:
         if row.get("met") is not None:
             goal += " ✓" if row["met"] else " ✗"
         if row["absolute"]:
-            goal += f"; A {row['absolute']} (A: {_figure(a['median'], unit)}, {a['peak_rss_mb']:.0f} MB)"
+            goal += ("; " if goal else "") + f"A {row['absolute']} (A: {_figure(a['median'], unit)}, {a['peak_rss_mb']:.0f} MB)"
         lines.append(f"| {row['case']}{unit_note} | {a['label']} | {b['label']} | {spread(a)} | {spread(b)} | {ratio} | {goal} "
                      f"| {row['outputs']} | {row['load'][0]:.1f}→{row['load'][1]:.1f} |")
     lines += ["", "A/B below 1: dgraph is faster. Ratios are per round (A and B interleaved, fresh processes); "

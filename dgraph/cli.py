@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", "-o", default="outputs", help="folder for written files (default: outputs)")
     p.add_argument("--output", action="append", dest="outputs", metavar="NAME",
                    help="compute only this graph output (repeatable); default: all")
-    p.add_argument("--prompt-file", metavar="TXT", help="prompts, one a line, run as one batch (sets the graph input prompt)")
+    p.add_argument("--prompt-file", metavar="TXT", help="prompts, one a line, run as one batch (sets the graph input prompt; with "
+                        "--pipeline, one item each)")
     p.add_argument("--from-image", metavar="PNG", help="rerun the workflow and inputs embedded in a PNG dgraph wrote")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.add_argument("--overwrite", action="store_true",
