@@ -86,6 +86,19 @@ def model_denoiser(unet: UNet, context: Optional[TextEmbedding] = None) -> Denoi
     return ModelDenoiser(unet, context.hidden_states, context.attention_mask if _wants_mask(unet) else None)
 
 
+@node("denoiser.class_embedding", description="A UNet conditioned through its class embedding on one vector per "
+                                              "sample (AudioLDM's CLAP text embedding), as a denoiser.",
+      output="denoiser")
+def class_embedding_denoiser(unet: UNet, context: TextEmbedding) -> Denoiser:
+    """context: a text embedding with a pooled vector per prompt (text.embed_prompt); it is the UNet's class_labels"""
+    if context.pooled is None:
+        raise DgraphError("this text embedding has no pooled vector: make it with text.embed_prompt")
+    if getattr(unet, "config", {}).get("class_embed_type") not in ("projection", "simple_projection"):
+        raise DgraphError("this UNet has no projected class embedding (class_embed_type 'projection' or "
+                          "'simple_projection'); condition it with denoiser.model instead")
+    return ModelDenoiser(unet, class_labels=context.pooled)
+
+
 def _wants_mask(unet) -> bool:
     # diffusers' pipelines pass no attention mask to the UNet for LDM and Stable Diffusion text encoders;
     # a model can ask for it through its config.
