@@ -16,8 +16,9 @@ from dgraph.errors import DgraphError
 from dgraph.models.auto import DTYPES
 from dgraph.models.vocoders import load_speecht5_hifigan
 from dgraph.node import Context, node
-from dgraph.types import VAE, Audio, Latent, Mel, Param, Source, TextEmbedding, TypeRef, UNet, Vocoder
+from dgraph.types import VAE, Audio, Latent, Mel, Param, Source, TextEmbedding, UNet, Vocoder
 
+from .audio import _profile_type
 from .models import Dtype, decode_latents
 from .sampling import _vae_geometry
 
@@ -27,21 +28,20 @@ Count = Annotated[int, Field(ge=1, le=1024)]
 
 
 def _profile_refine(output: str):
-    def refine(literals: dict) -> dict[str, TypeRef]:
-        value = literals.get("profile", "audioldm")  # the default is the only SpeechT5 profile dgraph knows
-        return {output: TypeRef({"mel": "Mel", "vocoder": "Vocoder"}[output]).with_params(profile=value)} \
-            if isinstance(value, str) else {}
-    return refine
+    # Without the literal the default applies: "audioldm", the only SpeechT5 profile dgraph knows.
+    return lambda literals: _profile_type({"profile": literals.get("profile", "audioldm")}, "profile", output)
 
 
 @node("load.speecht5_hifigan", output="vocoder", refine=_profile_refine("vocoder"),
       description="Load a SpeechT5 HiFi-GAN vocoder (AudioLDM's vocoder/) through transformers.")
 def load_speecht5_hifigan_node(ctx: Context, source: Source, profile: SpeechT5Profile = "audioldm",
-                               dtype: Dtype = "float32") -> Vocoder:
+                               dtype: Dtype = "float32", allow_pickle: bool = False) -> Vocoder:
     """source: the folder holding the vocoder's config.json and model.safetensors
     profile: the mel front-end it was trained on (its bands, rate and hop are checked against config.json)
+    allow_pickle: accept a pickled pytorch_model.bin (read with weights_only=True) when no safetensors exist
     """
-    vocoder = load_speecht5_hifigan(ctx.resolve_source(source), profile, torch_dtype=DTYPES[dtype], device=ctx.device)
+    vocoder = load_speecht5_hifigan(ctx.resolve_source(source), profile, torch_dtype=DTYPES[dtype], device=ctx.device,
+                                    allow_pickle=allow_pickle)
     return vocoder.requires_grad_(False)
 
 
