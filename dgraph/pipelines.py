@@ -461,8 +461,8 @@ DOWNLOADS = {
     "cvssp/audioldm-s-full-v2": "Downloads cvssp/audioldm-s-full-v2 from the Hugging Face Hub: CLAP's text tower "
                                 "(RoBERTa-base with its projection, 125 M parameters) and tokenizer, a 185 M-parameter "
                                 "UNet, a 55 M-parameter KL autoencoder and a 55 M-parameter SpeechT5 HiFi-GAN, about "
-                                "420 M parameters in all (about 1.7 GB in float32). Memory: those weights plus (estimated) "
-                                "activations of a few hundred MB for a 10 s clip; it runs on a CPU.",
+                                "420 M parameters in all (about 1.7 GB in float32). Memory: those weights plus "
+                                "(estimated) activations of a few hundred MB for a 10 s clip; it runs on a CPU.",
 }
 
 # What a cascade needs on a GPU, for the header of exported cascades.

@@ -173,6 +173,7 @@ def test_audioldm_mel_into_another_vocoder_is_a_validation_error(audioldm):
     assert [p.message for p in caught.value.problems] == [
         "node 'waveform', input 'mel' (Mel[profile=hifigan]) cannot take @mel.mel (Mel[profile=audioldm]): "
         "profile 'audioldm' where 'hifigan' is expected"]
+    assert caught.value.problems[0].hint == "link an output of type Mel[profile=hifigan] or insert a conversion node"
     # through mel.convert it validates
     assert Graph.load(_rewired(Graph.from_pretrained(audioldm), convert=True)).problems == []
 
