@@ -62,17 +62,19 @@ def save_pipeline(folder: Path) -> dict[str, int]:
     return {name: sum(p.numel() for p in model.parameters()) for name, model in parts.items()}
 
 
-def _timed(run, device: torch.device, repeats: int):
-    best, result = math.inf, None
+def _timed_pair(first, second, device: torch.device, repeats: int):
+    """Best-of-`repeats` seconds of two runs, taken in turns, so a shared machine's changing load falls on both."""
+    best, results = [math.inf, math.inf], [None, None]
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for i, run in enumerate((first, second)):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            results[i] = run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best, results
 
 
 def audioldm_rows(seconds: float, device: torch.device, repeats: int = 1, machine: str = "") -> None:
@@ -106,8 +108,7 @@ def audioldm_rows(seconds: float, device: torch.device, repeats: int = 1, machin
 
         ours(steps=1, seconds=0.32)  # loads the weights (later runs reuse them, as diffusers' pipeline object does)
         runs["ours"] = 0
-        graph_seconds, a = _timed(ours, device, repeats)
-        pipe_seconds, b = _timed(theirs, device, repeats)
+        (graph_seconds, pipe_seconds), (a, b) = _timed_pair(ours, theirs, device, repeats)
     total = sum(counts.values())
     print(f"AudioLDM (cvssp/audioldm-s-full-v2 sizes, {total / 1e6:.0f} M parameters: "
           + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in counts.items())
@@ -123,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.12, help="clip length")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per side (the best is kept)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per side, in turns (the best is kept)")
     args = parser.parse_args()
     name = f"CPU, {torch.get_num_threads()} threads" if args.device == "cpu" else args.device
     load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
