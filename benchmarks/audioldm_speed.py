@@ -115,7 +115,7 @@ def audioldm_rows(seconds: float, device: torch.device, repeats: int = 1, machin
           + f"), {seconds:.2f} s at 16 kHz, 10 DDIM steps, guidance 2.5, on {machine or device}")
     print(f"{'pipeline':<22} {'seconds':>8} {'RTF':>7} {'x real time':>11}")
     for label, value in (("AudioLDM dgraph", graph_seconds), ("AudioLDM diffusers", pipe_seconds)):
-        print(f"{label:<22} {value:>8.2f} {value / seconds:>7.3f} {seconds / value:>11.1f}")
+        print(f"{label:<22} {value:>8.2f} {value / seconds:>7.3f} {seconds / value:>11.3g}")
     print(f"dgraph / diffusers time ratio {graph_seconds / pipe_seconds:.3f}; "
           f"largest output difference {(a - b).abs().max().item():.2e}")
 
