@@ -224,6 +224,51 @@ def _pixart(parts: _Parts) -> dict[str, Any]:
     }
 
 
+# AudioLDM: CLAP's text embedding conditions the UNet through its class embedding; the latents are mels (time ×
+# bands) of the one-channel VAE, which the SpeechT5 HiFi-GAN turns into audio, cut back to the asked length.
+def _audioldm(parts: _Parts) -> dict[str, Any]:
+    nodes: dict[str, Any] = {
+        "tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
+        "text_encoder": {"type": "load.text_encoder", "inputs": {"source": parts["text_encoder"]}},
+        "prompt": {"type": "text.embed_prompt", "inputs": {
+            "tokenizer": "@tokenizer.tokenizer", "text_encoder": "@text_encoder.text_encoder", "prompt": "$prompt",
+            "negative_prompt": "$negative_prompt"}},
+        "unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
+        "vae": {"type": "load.vae", "inputs": {"source": parts["vae"]}},
+        "vocoder": {"type": "load.speecht5_hifigan", "inputs": {"source": parts["vocoder"], "profile": "audioldm"}},
+        "scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
+    }
+    noise = {"type": "latent.noise_for_audio", "inputs": {
+        "unet": "@unet.unet", "vae": "@vae.vae", "vocoder": "@vocoder.vocoder", "seconds": "$seconds",
+        "context": "@prompt.cond", "waveforms_per_prompt": "$waveforms_per_prompt"}}
+    cascades._guided_loop("", nodes, {"type": "denoiser.class_embedding", "inputs": {"unet": "@unet.unet"}}, None,
+                 noise=noise)
+    nodes["sample"]["inputs"]["eta"] = "$eta"
+    nodes.update({
+        "mel": {"type": "vae.decode_mel", "inputs": {"vae": "@vae.vae", "latents": "@sample.latent",
+                                                     "profile": "audioldm"}},
+        "waveform": {"type": "vocoder.speecht5_hifigan", "inputs": {"vocoder": "@vocoder.vocoder", "mel": "@mel.mel"}},
+        "audio": {"type": "audio.pad_or_crop", "inputs": {"audio": "@waveform.audio", "seconds": "$seconds"}},
+        "save": {"type": "audio.save", "inputs": {"audio": "@audio.audio", "name": "audioldm.wav"}},
+    })
+    return {
+        "dgraph": 1, "name": "audioldm",
+        "description": "Text-to-audio latent diffusion (AudioLDM): a clip of --seconds from a prompt, as a wav.",
+        "inputs": {
+            "prompt": {"type": "Text", "default": "a hammer hitting a wooden surface",
+                       "description": "the sound to make (or a list of prompts)"},
+            "negative_prompt": {"type": "str", "default": "", "description": "what to steer away from"},
+            "seconds": {"type": "float", "default": 5.12, "description": "clip length in seconds"},
+            "steps": {"type": "int", "default": 10, "description": "DDIM steps"},
+            "guidance_scale": {"type": "float", "default": 2.5,
+                               "description": "classifier-free guidance scale (1 = off)"},
+            "eta": {"type": "float", "default": 0.0, "description": "DDIM noise scale (0 = deterministic)"},
+            "waveforms_per_prompt": {"type": "int", "default": 1, "description": "clips for each prompt"},
+        },
+        "nodes": nodes, "outputs": {"mel": "@mel.mel", "audio": "@audio.audio", "files": "@save.paths"},
+    }
+
+
 RECIPES: dict[str, PipelineRecipe] = {
     "DDPMPipeline": PipelineRecipe(_ddpm, "DDPM (Ho et al. 2020): unconditional images, ancestral sampling over "
                                           "1000 steps, with the UNet and scheduler of {repo}."),
@@ -249,6 +294,10 @@ RECIPES: dict[str, PipelineRecipe] = {
     "PixArtAlphaPipeline": PipelineRecipe(_pixart, "PixArt-α (Chen et al. 2023): text-to-image from a diffusion "
                                                    "transformer cross-attending to T5 text states, DPM-Solver++ with "
                                                    "classifier-free guidance, then the KL VAE, from {repo}."),
+    "AudioLDMPipeline": PipelineRecipe(_audioldm, "AudioLDM (Liu et al. 2023): text -> CLAP text embedding -> UNet "
+                                                  "conditioned through its class embedding, in a DDIM loop with "
+                                                  "classifier-free guidance -> the KL autoencoder's mel (16 kHz, 64 "
+                                                  "bands) -> SpeechT5 HiFi-GAN -> a 16 kHz wav, from {repo}."),
 }
 
 
@@ -320,6 +369,11 @@ DOWNLOADS = {
                               "4.3 B-parameter stage I UNet (about 8.6 GB in fp16).",
     "DeepFloyd/IF-II-L-v1.0": "Downloads DeepFloyd/IF-II-L-v1.0 (gated, as stage I): the 1.2 B-parameter stage II "
                               "UNet (about 2.5 GB in fp16); alone it also loads that repo's copy of the T5 encoder.",
+    "cvssp/audioldm-s-full-v2": "Downloads cvssp/audioldm-s-full-v2 from the Hugging Face Hub: CLAP's text tower "
+                                "(RoBERTa-base with its projection, 125 M parameters) and tokenizer, a 185 M-parameter "
+                                "UNet, a 55 M-parameter KL autoencoder and a 55 M-parameter SpeechT5 HiFi-GAN, about "
+                                "420 M parameters in all (about 1.7 GB in float32). Memory: those weights plus "
+                                "(estimated) activations of a few hundred MB for a 10 s clip; it runs on a CPU.",
 }
 
 DOWNLOADS["stabilityai/stable-diffusion-x4-upscaler"] = (

@@ -1,7 +1,8 @@
 """Audio nodes: files, mel front-ends, vocoders (FastDiff, DiffWave, HiFi-GAN, Griffin-Lim) and waveform edits.
 
 A Mel's type carries its profile, and each vocoder node states the profile it was trained on, so wiring
-a FastDiff mel into HiFi-GAN is a validation error before anything runs, not noise at the end.
+a FastDiff mel into HiFi-GAN is a validation error before anything runs, not noise at the end;
+`mel.convert` between them is the explicit way across.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from pydantic import Field
 
 from dgraph.audio import (get_profile, griffin_lim, load_audio, mel_spectrogram, pad_or_crop,
-                          peak_normalize, encode_audio, to_mono, trim_silence)
+                          peak_normalize, encode_audio, resample, to_mono, trim_silence)
 from dgraph.errors import DgraphError, SourceError
 from dgraph.models.auto import DTYPES, load_model
 from dgraph.node import Context, node
@@ -22,7 +23,7 @@ from dgraph.schedulers import (DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BET
                                ExplicitBetaSchedule)
 from dgraph.types import Audio, Denoiser, Latent, Mel, Param, Scheduler, Source, TypeRef, Vocoder
 
-ProfileName = Literal["fastdiff", "hifigan", "diffwave"]
+ProfileName = Literal["fastdiff", "hifigan", "diffwave", "audioldm"]
 SampleRate = Annotated[int, Field(ge=1000, le=384_000)]
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\.(wav|flac)$")
 FAMILY_CLASSES = {"fastdiff": "FastDiffModel", "diffwave": "DiffWaveModel", "hifigan": "HiFiGANGenerator"}
@@ -64,7 +65,7 @@ def audio_save(ctx: Context, audio: Audio, name: str = "audio.wav",
 @node("audio.mel", description="Mel spectrogram with a named front-end profile.", output="mel",
       refine=lambda literals: _profile_type(literals, "profile", "mel"))
 def audio_mel(audio: Audio, profile: ProfileName = "hifigan") -> Mel:
-    """profile: the front-end of the vocoder that will read this mel (fastdiff, hifigan, diffwave)"""
+    """profile: the front-end of the vocoder that will read this mel (fastdiff, hifigan, diffwave, audioldm)"""
     chosen = get_profile(profile)
     if audio.sample_rate != chosen.sample_rate:
         raise DgraphError(f"the {profile} profile expects {chosen.sample_rate} Hz audio, got {audio.sample_rate} Hz; "
@@ -173,3 +174,23 @@ def vocoder_griffin_lim(ctx: Context, mel: Mel, iterations: Annotated[int, Field
     """iterations: phase-retrieval iterations (more is cleaner and slower)"""
     waveform = griffin_lim(mel.tensor, mel.profile, n_iter=iterations, momentum=momentum, generator=ctx.generator())
     return Audio(waveform, mel.profile.sample_rate)
+
+
+@node("mel.convert", random=True, output="mel", refine=lambda literals: _profile_type(literals, "profile", "mel"),
+      description="A mel in another front-end profile: Griffin-Lim back to audio, resample, the target profile's mel.")
+def mel_convert(ctx: Context, mel: Mel, profile: ProfileName,
+                iterations: Annotated[int, Field(ge=1, le=1000)] = 60) -> Mel:
+    """Lossy (the phase is estimated), but it gives the target vocoder the mel it was trained on; a mel already
+    in the target profile passes through unchanged.
+
+    profile: the profile of the vocoder that will read the mel
+    iterations: Griffin-Lim iterations for the phase estimate
+    """
+    target = get_profile(profile)
+    if mel.profile is None:
+        raise DgraphError("mel.convert: this mel carries no profile, so there is nothing to convert from")
+    if mel.profile.compatible_with(target):
+        return Mel(mel.tensor, target)
+    waveform = griffin_lim(mel.tensor, mel.profile, n_iter=iterations, generator=ctx.generator())
+    waveform = resample(waveform, mel.profile.sample_rate, target.sample_rate)
+    return Mel(mel_spectrogram(waveform, target).to(mel.tensor.device), target)

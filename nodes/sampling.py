@@ -154,6 +154,19 @@ def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNe
                          added=added.values if added is not None else None)
 
 
+@node("denoiser.class_embedding", description="A UNet conditioned through its class embedding on one vector per "
+                                              "sample (AudioLDM's CLAP text embedding), as a denoiser.",
+      output="denoiser")
+def class_embedding_denoiser(unet: UNet, context: TextEmbedding) -> Denoiser:
+    """context: a text embedding with a pooled vector per prompt (text.embed_prompt); it is the UNet's class_labels"""
+    if context.pooled is None:
+        raise DgraphError("this text embedding has no pooled vector: make it with text.embed_prompt")
+    if getattr(unet, "config", {}).get("class_embed_type") not in ("projection", "simple_projection"):
+        raise DgraphError("this UNet has no projected class embedding (class_embed_type 'projection' or "
+                          "'simple_projection'); condition it with denoiser.model instead")
+    return ModelDenoiser(unet, class_labels=context.pooled)
+
+
 @node("guidance.cfg", description="Classifier-free guidance of a conditional and an unconditional denoiser.")
 def classifier_free_guidance(cond: Denoiser, uncond: Denoiser,
                              scale: Annotated[float, Field(ge=0, le=100)] = 7.5,

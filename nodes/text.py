@@ -8,7 +8,7 @@ from pydantic import Field
 
 from dgraph.models.auto import DTYPES
 from dgraph.node import Context, node
-from dgraph.text import encode, load_text_encoder, load_tokenizer, tokenize
+from dgraph.text import embed, encode, load_text_encoder, load_tokenizer, tokenize
 from dgraph.text.tokenizers import TokenBatch
 from dgraph.types import Source, TextEmbedding, TextEncoder, Tokenizer, Tokens
 
@@ -71,3 +71,21 @@ def encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[
     n, name = len(prompts), type(text_encoder).__name__
     return PromptEmbeddings(TextEmbedding(hidden[:n], mask[:n], encoder=name),
                             TextEmbedding(hidden[n:], mask[n:], encoder=name))
+
+
+@node("text.embed_prompt", description="One projected, unit-length embedding per prompt and per negative prompt "
+                                       "(CLAP's text embedding, as AudioLDM is conditioned).")
+def embed_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[str], negative_prompt: str = "",
+                 max_length: MaxLength = None) -> PromptEmbeddings:
+    """Each embedding is the `pooled` vector of its TextEmbedding (the hidden states hold it as one token).
+
+    prompt: one prompt or a list of prompts
+    negative_prompt: what to steer away from ("" gives the plain unconditional branch)
+    max_length: pad/truncate to this many tokens (default: the tokenizer's own limit)
+    """
+    prompts = list(prompt)
+    batch = tokenize(tokenizer, prompts + [negative_prompt] * len(prompts), max_length=max_length)
+    vectors = embed(text_encoder, batch)
+    n, name = len(prompts), type(text_encoder).__name__
+    return PromptEmbeddings(TextEmbedding(vectors[:n, None], pooled=vectors[:n], encoder=name),
+                            TextEmbedding(vectors[n:, None], pooled=vectors[n:], encoder=name))

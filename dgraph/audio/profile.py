@@ -154,7 +154,15 @@ DIFFWAVE = MelProfile(
     mel_scale="htk", mel_norm=None, log="db", clamp=1e-5, normalization="db_unit", ref_db=20.0, min_db=-100.0,
 )
 
-PROFILES: dict[str, MelProfile] = {p.name: p for p in (FASTDIFF, HIFIGAN, DIFFWAVE)}
+AUDIOLDM = MelProfile(
+    # AudioLDM's TacotronSTFT (audioldm/audio/stft.py): 16 kHz, reflect-padded centred STFT by a Fourier
+    # conv1d, |X| without epsilon, 64-band slaney filterbank 0-8000 Hz, natural log clamped at 1e-5.
+    # Its VAE makes and its SpeechT5 HiFi-GAN reads these mels.
+    name="audioldm", sample_rate=16000, n_fft=1024, hop_length=160, win_length=1024, n_mels=64,
+    fmin=0.0, fmax=8000.0, center=True, pad_mode="reflect", log="ln", clamp=1e-5,
+)
+
+PROFILES: dict[str, MelProfile] = {p.name: p for p in (FASTDIFF, HIFIGAN, DIFFWAVE, AUDIOLDM)}
 
 
 def get_profile(name: str | MelProfile) -> MelProfile:

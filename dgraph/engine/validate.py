@@ -304,7 +304,9 @@ class _Checker:
                     self.add("type-mismatch", path,
                              f"node {name!r}, input {key!r} ({wanted}) cannot take {binding} ({source_type}): "
                              f"{mismatch_reason(source_type, wanted)}",
-                             f"link an output of type {wanted}" + (" or insert a conversion node" if wanted.name != source_type.name else ""))
+                             f"link an output of type {wanted}" + (" or insert a conversion node"
+                                                                   if wanted.name != source_type.name or wanted.params
+                                                                   else ""))
                     continue
                 bound[key] = source_type
             if node.spec.check is not None:

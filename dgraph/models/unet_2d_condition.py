@@ -238,11 +238,12 @@ class UNet2DConditionModel(ModelMixin):
         return nn.Linear(projection_dim, time_embed_dim)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
-                encoder_hidden_states: torch.Tensor, class_labels: torch.Tensor | None = None,
+                encoder_hidden_states: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
                 timestep_cond: torch.Tensor | None = None,
                 encoder_attention_mask: torch.Tensor | None = None, return_dict: bool = True) -> ModelOutput | tuple:
         """sample: (B, C, H, W) latents; timestep: a number, scalar or (B,) tensor; encoder_hidden_states:
-        (B, S, cross_attention_dim); encoder_attention_mask: optional (B, S) with 1 for tokens to attend to.
+        (B, S, cross_attention_dim), or None where the attention blocks attend to the image alone (AudioLDM,
+        conditioned through class_labels); encoder_attention_mask: optional (B, S) with 1 for tokens to attend to.
         Returns the (B, out_channels, H, W) prediction as `.sample` (a 1-tuple with return_dict=False)."""
         # Sizes that do not halve evenly are restored exactly on the way up.
         factor = 2 ** self.num_upsamplers

@@ -1,5 +1,7 @@
-"""Tokenizers and text encoders (CLIP text, T5 encoder, BERT family, LDM-BERT) loaded from any dgraph source."""
-from .encoders import TextEncoder, as_dtype, encode, load_text_encoder
+"""Tokenizers and text encoders (CLIP text, T5 encoder, BERT family, CLAP text, LDM-BERT) loaded from any dgraph
+source."""
+from .encoders import TextEncoder, as_dtype, embed, encode, load_text_encoder, load_transformers_model
 from .tokenizers import TokenBatch, load_tokenizer, tokenize
 
-__all__ = ["TextEncoder", "TokenBatch", "as_dtype", "encode", "load_text_encoder", "load_tokenizer", "tokenize"]
+__all__ = ["TextEncoder", "TokenBatch", "as_dtype", "embed", "encode", "load_text_encoder", "load_transformers_model",
+           "load_tokenizer", "tokenize"]

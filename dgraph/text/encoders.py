@@ -1,10 +1,12 @@
-"""Text encoders (CLIP text, T5 encoder, BERT family, LDM-BERT) behind one `encode`.
+"""Text encoders (CLIP text, T5 encoder, BERT family, CLAP text, LDM-BERT) behind one `encode`.
 
-BERT and LDM-BERT are dgraph's own modules (no transformers import); CLIP, T5 and the rest of the BERT
-family (RoBERTa, ...) come from transformers.
+BERT and LDM-BERT are dgraph's own modules (no transformers import); CLIP, T5, CLAP and the rest of the
+BERT family (RoBERTa, ...) come from transformers.
 
 Every family gives the same thing: the last hidden state, (batch, length, width), and the attention
 mask of the tokens. For CLIP that is the output of the final layer norm, as Stable Diffusion uses it.
+`embed` gives the one projected, unit-length vector per text of the encoders that have a projection
+(CLAP's, which conditions AudioLDM).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
 _ENCODER_CLASSES = {
     "clip": "CLIPTextModel", "clip_text_model": "CLIPTextModel",
     "t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel",
+    "clap_text_model": "ClapTextModelWithProjection",
 }
 # Families trained without an attention mask: their padding positions carry meaning (SD uses all 77
 # CLIP states, LDM text2img all 77 LDM-BERT states), so the mask is returned but not applied.
@@ -52,8 +55,8 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     """Load a text encoder from a folder, Hub repo or package folder (any dgraph source string).
 
     The class follows `model_type` in config.json: CLIP -> CLIPTextModel, T5 -> T5EncoderModel,
-    ldmbert -> dgraph's LDMBertModel, bert (BERT, MiniLM) -> dgraph's BertModel, anything else
-    (RoBERTa, ...) -> AutoModel.
+    CLAP text -> ClapTextModelWithProjection, ldmbert -> dgraph's LDMBertModel, bert (BERT, MiniLM) ->
+    dgraph's BertModel, anything else (RoBERTa, ...) -> AutoModel.
     Weights come from safetensors; pickled `pytorch_model.bin` loads only with `allow_pickle=True`,
     and then with `weights_only=True`. The model is returned in eval mode.
     """
@@ -66,6 +69,14 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
         model = native.from_pretrained(source, variant=variant, torch_dtype=dtype, device=device,
                                        allow_pickle=allow_pickle)
         return model.eval()
+    return load_transformers_model(source, _model_class(config, source), dtype, device, variant, allow_pickle)
+
+
+def load_transformers_model(source: Source, model_class, dtype: torch.dtype | None = None,
+                            device: torch.device | str | None = None, variant: str | None = None,
+                            allow_pickle: bool = False) -> nn.Module:
+    """`model_class.from_pretrained` (a transformers class) on a resolved source, offline, never running the
+    repo's code, from safetensors (a pickle only with `allow_pickle`, then `weights_only=True`); in eval mode."""
     weights = weight_files(source, variant, allow_pickle)
     if not weights:
         suffix = f".{variant}" if variant else ""
@@ -158,6 +169,18 @@ def encode(text_encoder: nn.Module, tokens: TokenBatch) -> tuple[torch.Tensor, t
         return output, mask
     hidden = output[0] if isinstance(output, (tuple, list)) else output.last_hidden_state
     return hidden, mask
+
+
+@torch.no_grad()
+def embed(text_encoder: nn.Module, tokens: TokenBatch) -> torch.Tensor:
+    """One L2-normalised projected embedding per text, (batch, projection_dim), from an encoder with a
+    projection head (CLAP's `text_embeds`, as AudioLDM conditions on them)."""
+    if not hasattr(text_encoder, "text_projection"):
+        raise ConfigError(f"{type(text_encoder).__name__} has no projection head; embed needs a text encoder "
+                          f"with one (e.g. CLAP's ClapTextModelWithProjection)")
+    device = next(text_encoder.parameters()).device
+    output = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))
+    return torch.nn.functional.normalize(output.text_embeds, dim=-1)
 
 
 class TextEncoder:

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchaudio
 
-from dgraph.audio import DIFFWAVE, FASTDIFF, HIFIGAN, PROFILES, mel_filterbank, mel_frequencies, mel_spectrogram
+from dgraph.audio import AUDIOLDM, DIFFWAVE, FASTDIFF, HIFIGAN, PROFILES, mel_filterbank, mel_frequencies, mel_spectrogram
 from dgraph.errors import DgraphError
 
 from audio_helpers import chirp
@@ -34,7 +34,7 @@ def test_sine_band_indices_are_pinned():
 def test_frame_count_matches_the_profile(name, samples):
     profile = PROFILES[name]
     mel = mel_spectrogram(torch.zeros(2, samples), profile)
-    assert mel.shape == (2, 80, profile.num_frames(samples))
+    assert mel.shape == (2, profile.n_mels, profile.num_frames(samples))
 
 
 def test_diffwave_profile_reproduces_its_torchaudio_preprocessing():
@@ -56,6 +56,21 @@ def test_hifigan_profile_matches_a_numpy_stft_with_its_padding():
     expected = np.log(np.maximum(mel_filterbank(HIFIGAN, torch.float64).numpy() @ magnitude, 1e-5))
     # float32 STFT against float64: agreement to 1e-3 relative in the log domain.
     np.testing.assert_allclose(mel_spectrogram(x.float(), HIFIGAN)[0].numpy(), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_audioldm_profile_matches_its_fourier_basis_stft():
+    # AudioLDM's TacotronSTFT: reflect-pad n_fft/2 each side, conv1d with a periodic-Hann-windowed Fourier
+    # basis at the hop, |X| with no epsilon, slaney filterbank 0-8 kHz, ln clamped at 1e-5.
+    x = torch.from_numpy(np.interp(np.arange(4800) / 16000, np.arange(6615) / 22050, chirp(0.3).double().numpy()))
+    basis = np.fft.fft(np.eye(1024))[:513] * (np.hanning(1025)[:-1])  # rows: frequency bins x window
+    kernels = torch.from_numpy(np.concatenate([basis.real, basis.imag]))[:, None]
+    padded = torch.nn.functional.pad(x[None, None], (512, 512), mode="reflect")
+    out = torch.nn.functional.conv1d(padded, kernels, stride=160)[0]
+    magnitude = torch.sqrt(out[:513] ** 2 + out[513:] ** 2)
+    expected = torch.log(torch.clamp(mel_filterbank(AUDIOLDM, torch.float64) @ magnitude, min=1e-5))
+    ours = mel_spectrogram(x.float(), AUDIOLDM)[0]
+    assert ours.shape == expected.shape == (64, 31)
+    np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-3, atol=1e-4)
 
 
 def test_fastdiff_log_mel_values_are_pinned():

@@ -7,7 +7,7 @@ from dgraph.errors import ConfigError
 
 
 def test_named_profiles_carry_the_published_front_ends():
-    assert set(PROFILES) == {"fastdiff", "hifigan", "diffwave"}
+    assert set(PROFILES) == {"fastdiff", "hifigan", "diffwave", "audioldm"}
     assert (FASTDIFF.sample_rate, FASTDIFF.n_fft, FASTDIFF.hop_length, FASTDIFF.win_length, FASTDIFF.n_mels) == \
         (22050, 1024, 256, 1024, 80)
     assert (FASTDIFF.fmin, FASTDIFF.fmax, FASTDIFF.log, FASTDIFF.clamp, FASTDIFF.pad_mode) == (80.0, 7600.0, "log10", 1e-6, "constant")
@@ -44,5 +44,5 @@ def test_dict_round_trip_and_errors():
         MelProfile.from_dict({**HIFIGAN.to_dict(), "hop": 256})
     with pytest.raises(ConfigError, match=r"mel profile 'bad': win_length must be in \(0, n_fft=512\], got 1024"):
         MelProfile(name="bad", sample_rate=16000, n_fft=512, hop_length=128, win_length=1024)
-    with pytest.raises(ConfigError, match="unknown mel profile 'wavegrad'; known profiles: diffwave, fastdiff, hifigan"):
+    with pytest.raises(ConfigError, match="unknown mel profile 'wavegrad'; known profiles: audioldm, diffwave, fastdiff, hifigan"):
         get_profile("wavegrad")

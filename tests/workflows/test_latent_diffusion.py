@@ -101,7 +101,7 @@ def test_unsupported_pipeline_names_it_and_the_supported_ones(tmp_path):
     with pytest.raises(ConfigError) as caught:
         Graph.from_pretrained(tmp_path)
     assert str(caught.value) == (f"{tmp_path}: pipeline class 'StableCascadePipeline' has no graph in dgraph; "
-                                 "supported: DDIMPipeline, DDPMPipeline, DiTPipeline, IFPipeline, "
+                                 "supported: AudioLDMPipeline, DDIMPipeline, DDPMPipeline, DiTPipeline, IFPipeline, "
                                  "IFSuperResolutionPipeline, LDMPipeline, LDMTextToImagePipeline, PixArtAlphaPipeline, "
                                  "StableDiffusionUpscalePipeline")
 
