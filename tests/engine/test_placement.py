@@ -102,3 +102,17 @@ def test_offload_keeps_weights_on_the_cpu_and_computes_on_the_device():
     reference = torch.nn.Linear(4, 2)
     model_cpu[0].load_state_dict(reference.state_dict())
     assert torch.equal(model_cpu(x), reference(x))  # the same numbers through the hooks
+
+
+def test_plan_loads_no_weights(monkeypatch, capsys):
+    import safetensors
+    import safetensors.torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dgraph plan loaded weights")
+
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    monkeypatch.setattr(safetensors.torch, "load_file", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    assert main(["plan", str(DIGITS), "--devices", "cuda:0:24GiB"]) == 0
+    assert "  cuda:0: 91.76 MiB of 24.00 GiB" in capsys.readouterr().out

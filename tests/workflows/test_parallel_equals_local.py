@@ -1,6 +1,6 @@
 """The parallel executor gives bitwise the local executor's outputs on the shipped workflows that run
-offline (the bundled digits model, Griffin-Lim on the bundled sample, and DDPM / DDIM / latent diffusion
-over small random components saved by diffusers)."""
+offline: the bundled digits model and Griffin-Lim on the bundled sample as shipped, and the others over the
+small random components their own tests make (DDPM, DDIM, both latent diffusions, FastDiff, DiffWave)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +10,10 @@ import torch
 
 from dgraph.engine.parallel import ParallelExecutor
 from dgraph.graph import Graph
+from dgraph.models import DiffWaveModel
+from test_audio_workflows import _fastdiff_folder, _fill, speech  # noqa: F401  (speech: a fixture)
 from test_ddpm_ddim import _graph, ddpm_folder  # noqa: F401  (a fixture)
-from test_latent_diffusion import text2img  # noqa: F401  (a fixture)
+from test_latent_diffusion import text2img, uncond  # noqa: F401  (fixtures)
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
@@ -61,6 +63,23 @@ def test_latent_diffusion(text2img, tmp_path):  # noqa: F811
                       ("scheduler", "scheduler")]:
         graph.set(f"{node}.{'config' if node == 'scheduler' else 'source'}", str(text2img / sub))
     _same(graph, tmp_path, prompt="a fox", seed=1, steps=3, height=32, width=32, images_per_prompt=2)
+
+
+def test_unconditional_latent_diffusion(uncond, tmp_path):  # noqa: F811
+    _same(Graph.from_pretrained(uncond), tmp_path, seed=9, steps=3, batch_size=2)
+
+
+@pytest.mark.parametrize("name", ["fastdiff.yaml", "diffwave.yaml"])
+def test_vocoders(name, speech, tmp_path):  # noqa: F811
+    if name == "fastdiff.yaml":
+        folder = _fastdiff_folder(tmp_path)
+    else:
+        folder = tmp_path / "diffwave"
+        _fill(DiffWaveModel(residual_layers=2, residual_channels=4, dilation_cycle_length=2)).save_pretrained(folder)
+    graph = Graph.load(WORKFLOWS / name)
+    graph.set("audio.path", str(speech))
+    graph.set("vocoder.source", str(folder))
+    _same(graph, tmp_path, seed=3)
 
 
 def test_digits_placed_by_memory_with_offload(tmp_path):
