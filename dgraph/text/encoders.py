@@ -69,7 +69,9 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
         model = native.from_pretrained(source, variant=variant, torch_dtype=dtype, device=device,
                                        allow_pickle=allow_pickle)
         return model.eval()
-    return load_transformers_model(source, _model_class(config, source), dtype, device, variant, allow_pickle)
+    with TRANSFORMERS_LOCK:  # resolving the class imports transformers lazily, which is not thread-safe
+        model_class = _model_class(config, source)
+    return load_transformers_model(source, model_class, dtype, device, variant, allow_pickle)
 
 
 def load_transformers_model(source: Source, model_class, dtype: torch.dtype | None = None,
@@ -92,7 +94,6 @@ def load_transformers_model(source: Source, model_class, dtype: torch.dtype | No
     if dtype is not None:
         kwargs["dtype"] = dtype
     with TRANSFORMERS_LOCK:  # its lazy imports and the progress-bar switch are not thread-safe
-        model_class = _model_class(config, source)
         try:
             with _quiet_transformers():
                 model = model_class.from_pretrained(folder, **kwargs)
