@@ -148,7 +148,7 @@ def source_problem(text: str, base_dir: "str | os.PathLike | Source | None" = No
                 "create it (the workflow's header says how), or point this input elsewhere: "
                 "--set NODE.INPUT=PATH")
     if source.kind == "package" and importlib.util.find_spec(source.location) is None:
-        return f"no installed package named {source.location!r}", f"pip install the package that provides it"
+        return f"no installed package named {source.location!r}", "pip install the package that provides it"
     return None
 
 

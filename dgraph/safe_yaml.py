@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
 Path_ = tuple  # a path into the document: ("nodes", "tok", "inputs", "text")

@@ -3,6 +3,7 @@ huggingface_hub code path (hf_hub_download, revisions, HF_HUB_OFFLINE) runs with
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,16 @@ def hub_cache(tmp_path, monkeypatch) -> FakeHubCache:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
     return FakeHubCache(root)
+
+
+@pytest.fixture
+def cli(capsys):
+    """The same `main`, in-process (fast): returns (exit code, stdout, stderr)."""
+    from dgraph.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

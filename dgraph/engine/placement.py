@@ -253,7 +253,7 @@ def _follow(nodes: dict[str, ResolvedNode], plan: Plan, result: Placement, defau
 
 def _too_big(node: ResolvedNode, size: int, free: dict[str, int]) -> str:
     dtype = next((b.value for k, b in node.bindings.items() if k == "dtype" and isinstance(b, Literal)), None)
-    options = [f"a device list with more memory (--devices cuda:0:48GiB,...)"]
+    options = ["a device list with more memory (--devices cuda:0:48GiB,...)"]
     if "dtype" in node.spec.inputs and dtype in (None, "float32", "float64"):
         options.append(f"a smaller dtype (--set {node.name}.dtype=float16 halves it)")
     options.append("--offload (its weights stay on the CPU and move to the device for each use)")

@@ -6,7 +6,6 @@ short chain those betas define and tells the model the fractional training times
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

@@ -8,7 +8,6 @@ its lock come from the same commit as the file itself.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from ..errors import HubError
 from ..hub import HF_SCHEME, Source, fetch_file, hub_reachable, offline, parse_source

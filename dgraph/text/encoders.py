@@ -63,7 +63,6 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     dtype = as_dtype(torch_dtype)
     source = resolve_source(pretrained, subfolder, revision)
     config = read_json(fetch_file(source, "config.json"))
-    model_type = config.get("model_type")
     native = _native_class(config)
     if native is not None:
         model = native.from_pretrained(source, variant=variant, torch_dtype=dtype, device=device,

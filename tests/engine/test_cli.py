@@ -32,19 +32,6 @@ def dgraph(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dgraph", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-@pytest.fixture
-def cli(capsys):
-    """The same `main`, in-process (fast): returns (exit code, stdout, stderr)."""
-    from dgraph.cli import main
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
-
-
 def test_validate_prints_every_problem_and_exits_1():
     bad = MALFORMED / "32_many_at_once.yaml"
     done = dgraph("validate", str(bad))

@@ -39,18 +39,6 @@ def dgraph(*args: str, cwd: Path | None = None, env: dict | None = None) -> subp
                           timeout=120, env={**os.environ, **(env or {})})
 
 
-@pytest.fixture
-def cli(capsys):
-    from dgraph.cli import main
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
-
-
 # ---- names ---------------------------------------------------------------------------------------
 def test_numbers_continue_after_earlier_files_and_overwrite_starts_again(tmp_path):
     assert [p.name for p in write_new_files(tmp_path, "img", ".png", [b"a", b"b"])] == ["img_000.png", "img_001.png"]
