@@ -148,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nodes", help="list installed node types, their ports and parameters")
     p.add_argument("names", nargs="*", help="show only these node types")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--manifest", metavar="PACK", help="print the node manifest of installed pack PACK (what "
+                   "validation reads instead of importing it; ship it as PACKAGE/manifest.json)")
+    p.add_argument("--output", "-o", help="with --manifest: write to this file instead of stdout")
 
     p = sub.add_parser("schema", help="print the JSON Schema of workflow files (for editors)")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
@@ -598,6 +601,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_nodes(args: argparse.Namespace) -> int:
     from .engine.registry import default_registry
 
+    if args.manifest:
+        return _write_manifest(args.manifest, args.output)
     registry = default_registry()
     unknown = [n for n in args.names if n not in registry]
     if unknown:
@@ -624,6 +629,28 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             print(f"    in   {name}: {ispec.type}{default}" + (f"  — {ispec.description}" if ispec.description else ""))
         for name, ospec in spec.outputs.items():
             print(f"    out  {name}: {ospec.type}")
+    return EXIT_OK
+
+
+def _write_manifest(pack: str, output: str | None) -> int:
+    from importlib.metadata import entry_points
+
+    from .engine.manifest import manifest_text, pack_manifest
+    from .engine.registry import GROUP, load_installed
+    from .errors import DgraphError
+
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == pack]
+    if not found:
+        names = sorted(ep.name for ep in entry_points(group=GROUP))
+        raise DgraphError(f"no installed node pack {pack!r}; installed: {', '.join(names) or 'none'}")
+    registry = load_installed(manifests=False)  # the real node types, never an older manifest
+    text = manifest_text(pack_manifest(pack, found[0].value, [s for s in registry if s.pack == pack]))
+    if output:
+        from .configuration import write_text_atomic
+
+        write_text_atomic(output, text)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
