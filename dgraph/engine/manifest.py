@@ -6,8 +6,8 @@ A pack ships `manifest.json` in its top-level package, generated from its real n
 port types, each literal input's annotation rebuilt from data (so its pydantic validator, error messages and
 JSON schema are the real ones), the defaults and the refine/check rules as data (dgraph.rules). The registry
 builds node specs from it whose function is imported on its first call, when a graph executes. A manifest is
-used only while it matches the pack's sources (a digest of its .py files); otherwise, and for a pack without
-one, the pack is imported as before.
+used only while it matches the pack's sources (a digest of its .py files) and names only its own modules (and
+dgraph's); otherwise, and for a pack without one, the pack is imported as before.
 """
 from __future__ import annotations
 
@@ -221,6 +221,25 @@ def manifest_text(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=1, ensure_ascii=False) + "\n"
 
 
+def _modules_named(data: Any):
+    """Every module a manifest's data would import: node modules and validator functions."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "module" and isinstance(value, str):
+                yield value
+            elif key == "after" and isinstance(value, str):
+                yield value.partition(":")[0]
+            else:
+                yield from _modules_named(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _modules_named(value)
+
+
+def _own(module: str, package: str) -> bool:
+    return any(module == top or module.startswith(top + ".") for top in (package, "dgraph"))
+
+
 def read_pack(pack: str, entry_point_value: str) -> list[NodeSpec] | None:
     """The node specs of a pack from its manifest, or None where it has none that matches its sources."""
     folder = package_folder(entry_point_value)
@@ -231,6 +250,8 @@ def read_pack(pack: str, entry_point_value: str) -> list[NodeSpec] | None:
         if (manifest.get("dgraph-manifest") != FORMAT or manifest.get("entry_point") != entry_point_value
                 or manifest.get("sources") != sources_digest(folder)):
             return None
+        if not all(_own(name, folder.name) for name in _modules_named(manifest["nodes"])):
+            return None  # a manifest names only its own pack's code (and dgraph's)
         return [spec_from(entry, pack) for entry in manifest["nodes"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError):
         return None  # a damaged or foreign manifest: importing the pack is always right

@@ -127,6 +127,11 @@ def test_a_pack_with_a_current_manifest_is_read_from_it_and_runs_its_real_functi
     assert (spec.type_name, spec.version, spec.inputs["x"].default) == ("toy.twice", 2, 1.5)
     assert spec.call(None, {"x": 4.0}) == {"value": 8.0}  # the real function, imported on its first call
     assert "toypack" in sys.modules
+    manifest = (package / FILE_NAME).read_text()
+    assert manifest.count('"module": "toypack"') == 1
+    (package / FILE_NAME).write_text(manifest.replace('"module": "toypack"', '"module": "os"'))
+    assert read_pack("toy", "toypack") is None  # a manifest names only its own pack's code
+    (package / FILE_NAME).write_text(manifest)
     (package / "__init__.py").write_text(PACK.replace("2 * x", "3 * x"))
     assert read_pack("toy", "toypack") is None  # sources changed: the pack is imported instead
 
