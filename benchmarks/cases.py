@@ -45,7 +45,8 @@ CASES: list[Case] = [
          Command([DGRAPH, "--help"], label="dgraph --help"), Command(["{python}", "-c", "pass"], label="python -c pass"),
          goal=1.5, atol=None, rounds=5, warmup=1, repeat=3, clock="cpu"),
     Case("cli.validate", f"`dgraph validate` over the {len(SHIPPED)} shipped workflows vs `python -c pass`",
-         Command([DGRAPH, "validate", *SHIPPED], label="dgraph validate"),
+         # Exit 1 where a checkout lacks the vocoders' converted weights (reported as missing-source).
+         Command([DGRAPH, "validate", *SHIPPED], label="dgraph validate", exit_codes=(0, 1)),
          Command(["{python}", "-c", "pass"], label="python -c pass"),
          atol=None, rounds=3, warmup=1, repeat=2, absolute="< 0.5 s, < 100 MB"),
     # ---- the engine, per node -------------------------------------------------------------------------

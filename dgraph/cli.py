@@ -6,12 +6,12 @@ Exit codes: 0 success; 1 an invalid workflow or a failed run (the message says w
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import time
-from pathlib import Path
-from typing import Any, Sequence
+
+# The rest is imported where it is used: `dgraph --help` should cost little more than the interpreter.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_CANCELLED = 0, 1, 2, 70, 130
@@ -37,7 +37,23 @@ class _PrintableStream:
         return getattr(self._stream, name)
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Takes the arguments of a subcommand this command line does not name: `dgraph --help` lists the
+    subcommands by name and help only, and building every argument (with argparse's formatter each time)
+    made it cost 1.7x a bare interpreter."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand a command line names: its first word that is not an option (the top level's only
+    options, --debug and --help, take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The command line's parser; with `command`, only that subcommand gets its arguments ("*": all)."""
     parser = argparse.ArgumentParser(
         allow_abbrev=False, prog="dgraph", description="Diffusion models for audio and vision as typed workflow graphs.",
         epilog="exit codes: 0 ok, 1 invalid workflow or failed run, 2 bad command line, 130 cancelled, 70 internal error")
@@ -46,11 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     # Graph inputs arrive as free --flags: never let argparse read --prompt as an abbreviation of --prompt-file.
     _add_parser = sub.add_parser
 
-    def add_parser(*args, **kwargs):
-        command = _add_parser(*args, allow_abbrev=False, **kwargs)
+    def add_parser(name, *args, **kwargs):
+        made = _add_parser(name, *args, allow_abbrev=False, **kwargs)
+        if command not in ("*", name):
+            return _Unused()
         # --debug also after the command name; SUPPRESS keeps a subcommand from resetting an earlier one.
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-        return command
+        made.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        return made
 
     sub.add_parser = add_parser
 
@@ -148,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("nodes", help="list installed node types, their ports and parameters")
     p.add_argument("names", nargs="*", help="show only these node types")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--manifest", metavar="PACK", help="print the node manifest of installed pack PACK (what "
+                   "validation reads instead of importing it; ship it as PACKAGE/manifest.json)")
+    p.add_argument("--output", "-o", help="with --manifest: write to this file instead of stdout")
 
     p = sub.add_parser("schema", help="print the JSON Schema of workflow files (for editors)")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
@@ -236,6 +257,9 @@ def _input_flags(extra: list[str]) -> dict[str, str | list[str]]:
 
 # ---------------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> int:
+    import signal
+    import time
+
     from .node import CancelToken
     from .progress import ProgressPrinter
 
@@ -408,6 +432,8 @@ def _read_prompts(path: str) -> list[str]:
 
 def _load_graph(source: str):
     """A workflow file, or a diffusers pipeline (folder or repo holding model_index.json)."""
+    from pathlib import Path
+
     from .graph import Graph
     from .hub import parse_source
 
@@ -566,6 +592,8 @@ def _describe(value: Any) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    import json
+
     from .engine.problems import Problem, WorkflowError
     from .errors import DgraphError
     from .graph import Graph, read_workflow_text
@@ -596,8 +624,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
+    import json
+
     from .engine.registry import default_registry
 
+    if args.manifest:
+        return _write_manifest(args.manifest, args.output)
     registry = default_registry()
     unknown = [n for n in args.names if n not in registry]
     if unknown:
@@ -627,7 +659,31 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write_manifest(pack: str, output: str | None) -> int:
+    from importlib.metadata import entry_points
+
+    from .engine.manifest import manifest_text, pack_manifest
+    from .engine.registry import GROUP, load_installed
+    from .errors import DgraphError
+
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == pack]
+    if not found:
+        names = sorted(ep.name for ep in entry_points(group=GROUP))
+        raise DgraphError(f"no installed node pack {pack!r}; installed: {', '.join(names) or 'none'}")
+    registry = load_installed(manifests=False)  # the real node types, never an older manifest
+    text = manifest_text(pack_manifest(pack, found[0].value, [s for s in registry if s.pack == pack]))
+    if output:
+        from .configuration import write_text_atomic
+
+        write_text_atomic(output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def _plain(value: Any) -> bool:
+    import json
+
     try:
         json.dumps(value)
         return True
@@ -636,6 +692,8 @@ def _plain(value: Any) -> bool:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
     from .engine.registry import default_registry
     from .engine.schema import workflow_schema
 
@@ -650,6 +708,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .configuration import write_text_atomic
     from .engine import viz
 
@@ -692,8 +752,8 @@ def _unrecognized(extra: list[str], command: argparse.ArgumentParser) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(_command_of(argv))
     args, extra = parser.parse_known_args(argv)
     stdout, sys.stdout = sys.stdout, _PrintableStream(sys.stdout)
     try:

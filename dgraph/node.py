@@ -13,6 +13,9 @@ inputs that the validator applies to the types bound to them (reported at each o
 `Context` receives the run context (device, seeded randomness, progress, cancellation, output folder)
 instead of being an input. Nodes never reach into global state: everything comes in through arguments.
 
+`refine=` and `check=` written with dgraph.rules are data: they travel in a pack's node manifest
+(dgraph.engine.manifest), so validating a workflow imports neither the pack nor torch.
+
 A node that draws random numbers is declared `random=True` (its results are keyed by the seed); a node
 with an effect outside its outputs (writing files) is declared `effect=True`: it runs on every execution,
 never served from the cache, and only such a node may ask the context for an output path.
@@ -26,13 +29,15 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
 from pydantic import TypeAdapter
 
 from .errors import Cancelled, DgraphError
 from .types import TypeRef, type_of
+
+if TYPE_CHECKING:  # torch is imported where a node runs, never by validation
+    import torch
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _MISSING = inspect.Parameter.empty
@@ -229,6 +234,8 @@ class Context:
         """
         if not self.random:
             raise DgraphError(f"node {self.node!r} draws random numbers but its type is not declared random=True")
+        import torch
+
         return torch.Generator("cpu").manual_seed(derive_seed(self.seed, self.node + salt))
 
     def progress(self, step: int, total: int) -> None:

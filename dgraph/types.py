@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 import types as _pytypes
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Annotated, Literal, Union, get_args, get_origin
 
-import torch
+if typing.TYPE_CHECKING:  # the audio library defines the profile; values only hold one; torch is imported where
+    import torch  # values are made, never by validation
 
-if typing.TYPE_CHECKING:  # the audio library defines the profile; values only hold one
     from .audio.profile import MelProfile
 
 
@@ -205,7 +206,8 @@ def type_of(annotation: Any) -> tuple[TypeRef, bool]:
             return TypeRef(_SCALARS[annotation]), False
         if issubclass(annotation, enum.Enum):
             return TypeRef("enum", choices=tuple(m.value for m in annotation)), False
-        if annotation is torch.Tensor:
+        torch = sys.modules.get("torch")  # an annotation can be torch.Tensor only once torch is imported
+        if torch is not None and annotation is torch.Tensor:
             return TypeRef("Tensor"), False
         name = getattr(annotation, "port_name", None) or VALUE_CLASSES.get(annotation)
         if name:
@@ -217,6 +219,8 @@ def type_of(annotation: Any) -> tuple[TypeRef, bool]:
 # Values: what flows along the edges.
 # ---------------------------------------------------------------------------------------------------
 def _move(value: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=non_blocking)
     return value
@@ -226,6 +230,8 @@ class _Value:
     """Shared behaviour of value dataclasses: moving every tensor field to a device."""
 
     def to_device(self, device: torch.device | str, non_blocking: bool = False):
+        import torch
+
         device = torch.device(device)
         changes = {f.name: _move(getattr(self, f.name), device, non_blocking) for f in dataclasses.fields(self)}
         return dataclasses.replace(self, **changes)
@@ -391,6 +397,8 @@ def move_to_device(value: Any, device: torch.device, non_blocking: bool = False)
 
     `non_blocking` lets a copy between CUDA devices (or from pinned memory) overlap the host; the caller
     then orders it with stream events."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value if value.device == device else value.to(device, non_blocking=non_blocking)
     if isinstance(value, _Value):
@@ -402,6 +410,7 @@ def move_to_device(value: Any, device: torch.device, non_blocking: bool = False)
 
 def image_to_pil(image: Image) -> list[Any]:
     """The images of a batch as 8-bit PIL images (values clamped to the image's range)."""
+    import torch
     from PIL import Image as PILImage
 
     unit = image.to_range(0.0, 1.0).tensor.detach().float().clamp(0, 1).cpu()

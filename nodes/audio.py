@@ -18,10 +18,11 @@ from dgraph.audio import (get_profile, griffin_lim, load_audio, mel_spectrogram,
 from dgraph.errors import DgraphError, SourceError
 from dgraph.models.auto import DTYPES, load_model
 from dgraph.node import Context, node
+from dgraph.rules import ParamFromLiteral
 from dgraph.sampling import VocoderDenoiser
 from dgraph.schedulers import (DIFFWAVE_BETAS_6, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_TRAINING, DDPMScheduler,
                                ExplicitBetaSchedule)
-from dgraph.types import Audio, Denoiser, Latent, Mel, Param, Scheduler, Source, TypeRef, Vocoder
+from dgraph.types import Audio, Denoiser, Latent, Mel, Param, Scheduler, Source, Vocoder
 
 ProfileName = Literal["fastdiff", "hifigan", "diffwave", "audioldm"]
 SampleRate = Annotated[int, Field(ge=1000, le=384_000)]
@@ -29,11 +30,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\.(wav|flac)$")
 FAMILY_CLASSES = {"fastdiff": "FastDiffModel", "diffwave": "DiffWaveModel", "hifigan": "HiFiGANGenerator"}
 
 
-def _profile_type(literals: dict, key: str, output: str) -> dict[str, TypeRef]:
-    """The output's type refined with the profile a literal input names (what validation compares)."""
-    value = literals.get(key)
-    port = {"mel": "Mel", "vocoder": "Vocoder"}[output]
-    return {output: TypeRef(port).with_params(profile=value)} if isinstance(value, str) else {}
+# The output's type refined with the profile a literal input names (what validation compares).
+MEL_PROFILE = ParamFromLiteral(output="mel", port="Mel", param="profile", literal="profile")
 
 
 @node("audio.load", description="Read a wav, flac or ogg file (optionally resampled and mixed to mono).")
@@ -63,7 +61,7 @@ def audio_save(ctx: Context, audio: Audio, name: str = "audio.wav",
 
 
 @node("audio.mel", description="Mel spectrogram with a named front-end profile.", output="mel",
-      refine=lambda literals: _profile_type(literals, "profile", "mel"))
+      refine=MEL_PROFILE)
 def audio_mel(audio: Audio, profile: ProfileName = "hifigan") -> Mel:
     """profile: the front-end of the vocoder that will read this mel (fastdiff, hifigan, diffwave, audioldm)"""
     chosen = get_profile(profile)
@@ -94,7 +92,7 @@ def audio_mono(audio: Audio) -> Audio:
 
 
 @node("load.vocoder", description="Load a vocoder (FastDiff, DiffWave, HiFi-GAN) from a converted folder.",
-      refine=lambda literals: _profile_type({"profile": literals.get("family")}, "profile", "vocoder"))
+      refine=ParamFromLiteral(output="vocoder", port="Vocoder", param="profile", literal="family"))
 def load_vocoder(ctx: Context, source: Source, family: Literal["fastdiff", "diffwave", "hifigan"],
                  dtype: Literal["float32", "float16", "bfloat16"] = "float32") -> Vocoder:
     """source: a folder written by `dgraph convert` (config.json + safetensors), hf://repo/sub@rev, or pkg://
@@ -176,7 +174,7 @@ def vocoder_griffin_lim(ctx: Context, mel: Mel, iterations: Annotated[int, Field
     return Audio(waveform, mel.profile.sample_rate)
 
 
-@node("mel.convert", random=True, output="mel", refine=lambda literals: _profile_type(literals, "profile", "mel"),
+@node("mel.convert", random=True, output="mel", refine=MEL_PROFILE,
       description="A mel in another front-end profile: Griffin-Lim back to audio, resample, the target profile's mel.")
 def mel_convert(ctx: Context, mel: Mel, profile: ProfileName,
                 iterations: Annotated[int, Field(ge=1, le=1000)] = 60) -> Mel:

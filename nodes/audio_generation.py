@@ -16,9 +16,9 @@ from dgraph.errors import DgraphError
 from dgraph.models.auto import DTYPES
 from dgraph.models.vocoders import load_speecht5_hifigan
 from dgraph.node import Context, node
+from dgraph.rules import ParamFromLiteral
 from dgraph.types import VAE, Audio, Latent, Mel, Param, Source, TextEmbedding, UNet, Vocoder
 
-from .audio import _profile_type
 from .models import Dtype, decode_latents
 from .sampling import _vae_geometry
 
@@ -27,9 +27,10 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 Count = Annotated[int, Field(ge=1, le=1024)]
 
 
-def _profile_refine(output: str):
+def _profile_refine(output: str) -> ParamFromLiteral:
     # Without the literal the default applies: "audioldm", the only SpeechT5 profile dgraph knows.
-    return lambda literals: _profile_type({"profile": literals.get("profile", "audioldm")}, "profile", output)
+    return ParamFromLiteral(output=output, port={"mel": "Mel", "vocoder": "Vocoder"}[output], param="profile",
+                            literal="profile", default="audioldm")
 
 
 @node("load.speecht5_hifigan", output="vocoder", refine=_profile_refine("vocoder"),

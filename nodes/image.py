@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import re
 from typing import Annotated
 
 import torch
@@ -13,19 +12,10 @@ from dgraph.node import Context, node
 from dgraph.provenance import png_text
 from dgraph.types import Image, Latent, image_to_pil
 
-_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-
-
-def _check_prefix(prefix: str) -> str:
-    if not _PREFIX.match(prefix):
-        raise ValueError(f"prefix {prefix!r} may hold only letters, digits, '_', '-', '.' and '/'")
-    if any(part in (".", "..") for part in prefix.split("/")):
-        raise ValueError(f"prefix {prefix!r} leaves the output folder ('.' and '..' are not allowed in it)")
-    return prefix
-
+from .validators import check_prefix
 
 # Checked when the workflow is validated, with its line, not when the node runs.
-Prefix = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_check_prefix)]
+Prefix = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_prefix)]
 
 
 @node("image.from_tensor", description="Wrap a [batch, channels, height, width] tensor as an Image.")

@@ -1,14 +1,15 @@
 """Model loaders and the autoencoder nodes. Weights load from safetensors; a pickle only with allow_pickle."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 
 from dgraph.errors import DgraphError
 from dgraph.models.auto import DTYPES, load_model, model_classes
 from dgraph.node import Context, node
-from dgraph.types import VAE, DenoiserNetwork, Image, Latent, Source, TypeRef, UNet
+from dgraph.rules import ParamFromLiteral
+from dgraph.types import VAE, DenoiserNetwork, Image, Latent, Source, UNet
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 UNETS = ("UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel")
@@ -33,16 +34,14 @@ def load_unet(ctx: Context, source: Source, dtype: Dtype = "float32", variant: s
     return _load(ctx, source, dtype, variant, allow_pickle, UNETS)
 
 
-def _declared_network(literals: dict[str, Any]) -> dict[str, TypeRef]:
-    # A loader told the class knows, before loading, what conditioning the network takes.
-    name = literals.get("class_name")
-    if name not in TRANSFORMERS:
-        return {}
-    takes = ",".join(kind for kind in model_classes()[name].conditioning if kind != "context_mask")
-    return {"transformer": TypeRef("DenoiserNetwork").with_params(takes=takes)}
+# A loader told the class knows, before loading, what conditioning the network takes.
+_DECLARED_NETWORK = ParamFromLiteral(
+    output="transformer", port="DenoiserNetwork", param="takes", literal="class_name",
+    table={name: ",".join(kind for kind in model_classes()[name].conditioning if kind != "context_mask")
+           for name in TRANSFORMERS})
 
 
-@node("load.transformer", output="transformer", refine=_declared_network,
+@node("load.transformer", output="transformer", refine=_DECLARED_NETWORK,
       description="Load a diffusion transformer (DiT, PixArt-α) from a folder, hf://repo/sub@rev or pkg://.")
 def load_transformer(ctx: Context, source: Source, class_name: Optional[TransformerClass] = None,
                      dtype: Dtype = "float32", variant: str = "", allow_pickle: bool = False) -> DenoiserNetwork:

@@ -8,10 +8,11 @@ from pydantic import Field
 
 from dgraph.errors import ConfigError, DgraphError
 from dgraph.node import Context, node
+from dgraph.rules import NetworkConditioning
 from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, network_conditioning, sample
 from dgraph.schedulers import select_run_options
 from dgraph.types import (VAE, AddedConditions, ClassLabels, Denoiser, DenoiserNetwork, Latent, Scheduler, TextEmbedding,
-                          TypeRef, UNet)
+                          UNet)
 
 Size = Annotated[int, Field(ge=1, le=16384)]
 
@@ -102,32 +103,15 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     return Latent(result, scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)
 
 
-# Each conditioning input of denoiser.model and the kind of conditioning (dgraph.sampling) it carries.
-_CONDITIONING_INPUTS = {"context": "context", "class_labels": "class_labels", "added": "added"}
-
-
-def _check_denoiser_inputs(types: dict[str, TypeRef]) -> dict[str, tuple[str, ...]]:
-    """Conditioning the linked network does not take, where its loader declared what it takes."""
-    problems: dict[str, tuple[str, ...]] = {}
-    if "network" not in types and "unet" not in types:
-        problems["network"] = ("no network is given", "link `network:` to a loader's output, e.g. "
-                               "'@transformer.transformer'", "missing-input")
-    if "network" in types and "unet" in types:
-        problems["unet"] = ("give the network once: `unet` is the older name of `network`", "remove `unet:`")
-    network = types.get("network") or types.get("unet")
-    takes = dict(network.params).get("takes") if network is not None else None
-    if takes is None:
-        return problems
-    kinds = set(takes.split(",")) if takes else set()
-    for key, kind in _CONDITIONING_INPUTS.items():
-        if key in types and kind not in kinds:
-            problems[key] = (f"the linked network takes no {kind}",
-                             f"it takes: {takes.replace(',', ', ') or 'no conditioning'}; remove `{key}:`")
-    return problems
+# Each conditioning input of denoiser.model and the kind of conditioning (dgraph.sampling) it carries; the
+# check refuses conditioning the linked network does not take, where its loader declared what it takes.
+_CHECK_DENOISER_INPUTS = NetworkConditioning(
+    network="network", alias="unet", conditioning={"context": "context", "class_labels": "class_labels", "added": "added"},
+    example="@transformer.transformer")
 
 
 @node("denoiser.model", description="A denoiser network (UNet, transformer...) with its conditioning, for the "
-                                    "sampling loop.", check=_check_denoiser_inputs)
+                                    "sampling loop.", check=_CHECK_DENOISER_INPUTS)
 def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
                    context: Optional[TextEmbedding] = None, class_labels: Optional[ClassLabels] = None,
                    added: Optional[AddedConditions] = None) -> Denoiser:

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from typing import Any, Callable
-
-import torch
 
 
 def value_digest(value: Any) -> str:
     """A stable digest of a value given to a node (literal or graph input)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return f"{type(value).__name__}:{value!r}"  # cheap and exact for the common scalars
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; validation never imports it
+    if torch is not None and isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
         head = f"tensor:{tensor.dtype}:{tuple(tensor.shape)}:".encode()

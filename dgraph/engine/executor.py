@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
 from ..errors import Cancelled, DgraphError
 from ..node import CancelToken
@@ -55,6 +54,8 @@ class Executor(ABC):
 
 def placement(node_device: str | None, default: str | None, force: bool) -> torch.device:
     chosen = default if force and default else node_device or default or "cpu"
+    import torch  # here, not at import: validating a workflow never needs it
+
     device = torch.device(chosen)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DgraphError(f"device {chosen!r} requested but torch sees no CUDA device; "

@@ -3,6 +3,9 @@
 An entry point names a callable returning node functions, or a module whose node functions are
 collected. The built-in catalogue (`nodes:catalogue`) registers exactly the way a third-party pack does.
 Two packs defining the same type name is an error naming both: nothing is silently overridden.
+
+A pack that ships a current node manifest (dgraph.engine.manifest) is read from it, not imported: its node
+functions, and torch with them, are imported when a graph first runs one.
 """
 from __future__ import annotations
 
@@ -30,6 +33,10 @@ class Registry:
         spec = spec_of(obj)
         if spec is None:
             raise RegistryError(f"{obj!r} is not a node type (decorate it with @dgraph.node.node)")
+        return self.add_spec(spec, pack)
+
+    def add_spec(self, spec: NodeSpec, pack: str = "") -> NodeSpec:
+        """Register a node spec (one a manifest describes, or a function's)."""
         existing = self._specs.get(spec.type_name)
         if existing is not None and existing.fn is not spec.fn:
             raise RegistryError(
@@ -82,10 +89,18 @@ def _with_pack(spec: NodeSpec, pack: str) -> NodeSpec:
     return replace(spec, pack=pack) if pack and spec.pack != pack else spec
 
 
-def load_installed() -> Registry:
-    """A registry holding every node type that installed packs declare."""
+def load_installed(manifests: bool = True) -> Registry:
+    """A registry holding every node type that installed packs declare; `manifests=False` imports every pack
+    even where its manifest would do (what a manifest is generated from)."""
+    from .manifest import read_pack
+
     registry = Registry()
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        specs = read_pack(ep.name, ep.value) if manifests else None
+        if specs is not None:
+            for spec in specs:
+                registry.add_spec(spec, ep.name)
+            continue
         try:
             provided = ep.load()
         except Exception as error:  # a broken pack must say which one it is

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import Cancelled, DgraphError
 from ..node import CancelToken, Context, NodeSpec
@@ -26,6 +24,9 @@ from ..types import coerce, move_to_device
 from .cache import node_key, static_key, value_digest
 from .validate import ResolvedNode
 from .workflow import GraphRef, Literal
+
+if TYPE_CHECKING:  # imported when a task runs: loading and validating a workflow never need torch
+    import torch
 
 
 class NodeFailed(DgraphError):
@@ -138,6 +139,8 @@ def spec_for(task: NodeTask, registry: Any) -> NodeSpec:
 
 def run_task(spec: NodeSpec, task: NodeTask, services: Services) -> dict[str, Any]:
     """Run one task; returns its outputs by name. Errors name the node."""
+    import torch
+
     c = task.context
     context = Context(node=c.node, device=torch.device(c.device), seed=c.seed, random=c.random,
                       output_dir=c.output_dir, emit=services.emit,

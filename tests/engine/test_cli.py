@@ -125,3 +125,17 @@ def test_shipped_schema_file_is_current():
 
     shipped = json.loads((ROOT / "dgraph-workflow.schema.json").read_text())
     assert shipped == workflow_schema(default_registry()), "regenerate it: dgraph schema -o dgraph-workflow.schema.json"
+
+
+def test_a_parser_built_for_one_command_helps_and_parses_like_the_full_one():
+    from dgraph.cli import _command_of, _parser
+
+    full = _parser()
+    assert _parser(None).format_help() == full.format_help()  # `dgraph --help` builds no subcommand's arguments
+    choices = full._subparsers._group_actions[0].choices
+    assert len(choices) == 12
+    for name, command in choices.items():
+        assert _parser(name)._subparsers._group_actions[0].choices[name].format_help() == command.format_help(), name
+    argv = ["--debug", "validate", "a.yaml", "--json"]
+    assert _command_of(argv) == "validate"
+    assert vars(_parser(_command_of(argv)).parse_args(argv)) == vars(full.parse_args(argv))
