@@ -2,6 +2,7 @@
 
     python benchmarks/executor_scaling.py            # CPU figures; the GPU cases say what they need
     STEPS=30 python benchmarks/executor_scaling.py   # longer sampling loops (default 12 steps)
+    REPEAT=8 python benchmarks/executor_scaling.py   # more timed rounds of case 1 (default 4)
 
 1. Two equal independent branches, `parallel` (2 CPU workers, one thread each) against `local` with one
    thread (goal on 2 cores: >= 1.6x), in two sizes:
@@ -21,7 +22,8 @@
    copies to the same memory and is not measured).
 
 Each figure is the best of a few runs after a first one (the first loads models and warms caches); the
-load average is printed beside them, since the cores may be shared.
+load average is printed beside them, since the cores may be shared. Case 1 times its four runs in turn
+(local, parallel, bare one after another, bare threads) so that a neighbour's load falls on all four.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = int(os.environ.get("STEPS", "12"))  # sampling steps per branch / stage
+REPEAT = int(os.environ.get("REPEAT", "4"))  # timed rounds of case 1, its best counts
 BIG_STEPS = int(os.environ.get("BIG_STEPS", "3"))  # sampling steps per branch of the compute-bound case
 # The compute-bound case's UNet: 25 M parameters, 32x32 latents, MiniLM's 384-wide context.
 BIG_UNET = dict(sample_size=32, in_channels=4, out_channels=4, block_out_channels=[64, 128, 256],
@@ -98,10 +101,10 @@ def big_unet(folder: Path) -> str:
     return str(folder)
 
 
-def bare_threads(unet_folder: Path, batch: int, steps: int) -> tuple[float, float]:
+def bare_threads(unet_folder: Path, batch: int, steps: int):
     """The ceiling for two branches: `steps` UNet calls of `batch` latents (the cond/uncond halves of the
-    prompts of a branch), twice, one after another and in two bare threads of one torch thread each.
-    Returns both times."""
+    prompts of a branch), twice. Returns two callables: one after another, and in two bare threads of one
+    torch thread each."""
     import threading
 
     from dgraph.models import UNet2DConditionModel
@@ -124,25 +127,36 @@ def bare_threads(unet_folder: Path, batch: int, steps: int) -> tuple[float, floa
         for thread in threads:
             thread.join()
 
-    return best_of(lambda: (branch(), branch())), best_of(together)
+    return (lambda: (branch(), branch())), together
 
 
 def branches_case(label: str, graph, unet_folder: Path, inputs: dict, seeds, executor) -> None:
-    """Case 1: `graph`'s two branches under `local` at one thread and `parallel` at one thread a branch."""
+    """Case 1: `graph`'s two branches under `local` at one thread and `parallel` at one thread a branch,
+    and the bare-thread ceiling; the four are timed in turn, REPEAT rounds, so that each sees the same
+    load on shared cores; the best round of each counts."""
     torch.set_num_threads(1)
-    local = best_of(lambda: graph.execute(seed=next(seeds), **inputs))
-    parallel = best_of(lambda: graph.execute(executor=executor, seed=next(seeds), **inputs))
-    same = all(torch.equal(a.tensor, b.tensor) for a, b in zip(
-        graph.execute(seed=1, **inputs).values(), graph.execute(executor=executor, seed=1, **inputs).values()))
     prompts = inputs["prompt"] if isinstance(inputs["prompt"], list) else [inputs["prompt"]]
     serial, threaded = bare_threads(unet_folder, 2 * len(prompts), inputs["steps"])
+    runs = {"local": lambda: graph.execute(seed=next(seeds), **inputs),
+            "parallel": lambda: graph.execute(executor=executor, seed=next(seeds), **inputs),
+            "serial": serial, "threaded": threaded}
+    best = {name: float("inf") for name in runs}
+    for name, fn in runs.items():  # warm-up: models load, caches fill
+        fn()
+    for _ in range(REPEAT):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    same = all(torch.equal(a.tensor, b.tensor) for a, b in zip(
+        graph.execute(seed=1, **inputs).values(), graph.execute(executor=executor, seed=1, **inputs).values()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"1{label}")
-    print(f"   local, 1 thread:                {local:6.3f} s")
-    print(f"   parallel, 2 workers x 1 thread: {parallel:6.3f} s   {local / parallel:.2f}x local (goal >= 1.6); "
-          f"bitwise equal: {same}")
-    print(f"   ceiling, bare UNet calls:       {serial:6.3f} s one after another, {threaded:6.3f} s in two threads: "
-          f"{serial / threaded:.2f}x   (load average {load:.2f})")
+    print(f"   local, 1 thread:                {best['local']:6.3f} s")
+    print(f"   parallel, 2 workers x 1 thread: {best['parallel']:6.3f} s   {best['local'] / best['parallel']:.2f}x "
+          f"local (goal >= 1.6); bitwise equal: {same}")
+    print(f"   ceiling, bare UNet calls:       {best['serial']:6.3f} s one after another, {best['threaded']:6.3f} s in "
+          f"two threads: {best['serial'] / best['threaded']:.2f}x   (load average {load:.2f})")
 
 
 def main() -> None:
