@@ -170,6 +170,11 @@ class Graph:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical plain-data form of the workflow."""
+        return copy.deepcopy(self._canonical_workflow())
+
+    def _canonical_workflow(self) -> dict[str, Any]:
+        """The canonical form itself, computed once: read-only use by nodes (embedded in saved files). A run
+        only reads it, so it is not copied there (a copy cost a third of a first execute)."""
         self.check()
         if self._canonical is None:
             try:
@@ -182,12 +187,7 @@ class Graph:
                     where = ".".join(str(part) for part in item["loc"])
                     problems.append(Problem("invalid-value", f"{where}: {item['msg']}", "", self.filename, line, column))
                 raise WorkflowError(problems) from None
-        return copy.deepcopy(self._canonical)
-
-    def _canonical_workflow(self) -> dict[str, Any]:
-        if self._canonical is None:
-            self.to_dict()
-        return self._canonical  # read-only use by nodes (embedded in saved files)
+        return self._canonical
 
     def to_text(self, fmt: str = "yaml") -> str:
         return dump_text(self.to_dict(), fmt)
@@ -306,9 +306,7 @@ class Graph:
     def plan(self, outputs: list[str] | None = None) -> Plan:
         key = tuple(outputs) if outputs is not None else None
         if key not in self._plans:
-            resolved = self.resolved
-            with collector_paused():
-                self._plans[key] = make_plan(resolved, outputs)
+            self._plans[key] = make_plan(self.resolved, outputs)
         return self._plans[key]
 
     def bind_inputs(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ..errors import DgraphError
+from .collector import collector_paused
 from .validate import Resolved
 from .workflow import Link
 
@@ -25,14 +26,23 @@ class Plan:
         return {name: tuple(c) for name, c in children.items()}
 
 
-def _upstream(resolved: Resolved) -> dict[str, list[str]]:
-    return {name: [b.node for b in node.bindings.values() if isinstance(b, Link) and b.node in resolved.nodes]
-            for name, node in resolved.nodes.items()}
+def _upstream(resolved: Resolved) -> dict[str, tuple[str, ...]]:
+    """node -> the nodes it reads from, each once, sorted (links to graph inputs are not edges)."""
+    nodes = resolved.nodes
+    return {name: tuple(sorted({b.node for b in node.bindings.values() if isinstance(b, Link) and b.node in nodes}))
+            for name, node in nodes.items()}
 
 
 def make_plan(resolved: Resolved, wanted: list[str] | None = None) -> Plan:
     """The nodes needed for `wanted` graph outputs (all declared outputs by default; every node when the
     workflow declares none), in a deterministic topological order (ties broken by name)."""
+    # Planning allocates a few containers per node that all stay alive until it returns; with the cyclic
+    # collector running, a large graph paid for full collections of the whole heap (see collector.py).
+    with collector_paused():
+        return _make_plan(resolved, wanted)
+
+
+def _make_plan(resolved: Resolved, wanted: list[str] | None) -> Plan:
     upstream = _upstream(resolved)
     if resolved.outputs:
         names = list(resolved.outputs) if wanted is None else wanted
@@ -60,7 +70,7 @@ def make_plan(resolved: Resolved, wanted: list[str] | None = None) -> Plan:
     waiting: dict[str, int] = {}
     downstream: dict[str, list[str]] = {name: [] for name in ordered}
     for name in ordered:
-        parents = dict.fromkeys(upstream[name])  # a node linked twice to one parent waits for it once
+        parents = upstream[name]  # each parent once: a node linked twice to one parent waits for it once
         waiting[name] = len(parents)
         for parent in parents:
             downstream[parent].append(name)
@@ -74,5 +84,5 @@ def make_plan(resolved: Resolved, wanted: list[str] | None = None) -> Plan:
             waiting[child] -= 1
             if waiting[child] == 0:
                 heapq.heappush(ready, child)
-    dependencies = {name: tuple(sorted(set(upstream[name]))) for name in order}
+    dependencies = {name: upstream[name] for name in order}
     return Plan(tuple(order), outputs, dependencies)
