@@ -1,7 +1,8 @@
 """The one entry point of dgraph's benchmarks.
 
     python -m benchmarks                    # every case; writes benchmarks/results/results.{md,json,png}
-    python -m benchmarks --only cli engine  # cases whose name starts with one of these
+    python -m benchmarks --only cli engine  # cases whose name starts with one of these; their rows replace
+                                            # those of the same name in results.json, the others are kept
     python -m benchmarks --list
     python -m benchmarks --render           # rewrite results.md and results.png from results.json
 
@@ -39,9 +40,19 @@ def main() -> None:
             print(f"{case.name:32s} {case.what}")
         return
     header = f"# dgraph benchmarks\n\n{machine_line({c.threads for c in cases})}"
+    saved_file = args.out / "results.json"
+    kept = json.loads(saved_file.read_text())["rows"] if args.only and saved_file.exists() else []
     # Written after every case, so that an interrupted run keeps what it measured.
-    rows = run_cases(cases, done=lambda so_far: write(so_far, header, args.out, quiet=True))
-    write(rows, header, args.out)
+    rows = run_cases(cases, done=lambda so_far: write(merged(kept, so_far), header, args.out, quiet=True))
+    write(merged(kept, rows), header, args.out)
+
+
+def merged(saved: list[dict], new: list[dict]) -> list[dict]:
+    """`saved` rows with those of `new` in place of the ones of the same case (new cases at the end):
+    a partial run updates its cases and keeps the others' figures (each row carries its own load)."""
+    fresh = {row["case"]: row for row in new}
+    rows = [fresh.pop(row["case"], row) for row in saved]
+    return rows + list(fresh.values())
 
 
 def write(rows: list[dict], header: str, out: Path, quiet: bool = False) -> None:

@@ -38,3 +38,11 @@ def test_tolerances():
     assert outputs_match(a, a[:1], 0.0) == "shapes differ: (2,) vs (1,)"
     assert outputs_match(None, a, 0.0) == "a side gave no output to compare"
     assert outputs_match(None, None, None) == ""
+
+
+def test_a_partial_run_replaces_its_rows_and_keeps_the_others():
+    from benchmarks.__main__ import merged
+
+    saved = [{"case": "a", "v": 1}, {"case": "b", "v": 2}, {"case": "c", "v": 3}]
+    assert merged(saved, [{"case": "b", "v": 20}, {"case": "d", "v": 4}]) == [
+        {"case": "a", "v": 1}, {"case": "b", "v": 20}, {"case": "c", "v": 3}, {"case": "d", "v": 4}]
