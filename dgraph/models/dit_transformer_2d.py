@@ -20,11 +20,11 @@ from .layers.adaptive_transformer import AdaLNZeroBlock
 from .layers.patch_embed import PatchEmbed, unpatchify
 from .modeling import ModelMixin
 from .outputs import ModelOutput, model_output
-from .transformer_2d import check_legacy_config
+from .transformer_2d import ReadsTransformer2DConfig
 from .unet_2d import _batch_timesteps
 
 
-class DiTTransformer2DModel(ModelMixin):
+class DiTTransformer2DModel(ReadsTransformer2DConfig, ModelMixin):
     """Predicts noise (and, with out_channels = 2 · in_channels, the variance) for (B, C, H, W) latents.
 
     forward(hidden_states, timestep, class_labels) -> (B, out_channels, H, W). Class `num_embeds_ada_norm`
@@ -39,13 +39,6 @@ class DiTTransformer2DModel(ModelMixin):
     _legacy_neutral: ClassVar[dict] = {"cross_attention_dim": None, "caption_channels": None,
                                        "use_additional_conditions": None, "interpolation_scale": None,
                                        "attention_type": "default"}
-
-    @classmethod
-    def from_config(cls, config=None, warn_unknown=None, **overrides):
-        """Also reads a Transformer2DModel config (its extra keys at their neutral values)."""
-        if check_legacy_config(cls.__name__, dict(config or {}, **overrides), cls._legacy_neutral):
-            warn_unknown = False
-        return super().from_config(config, warn_unknown, **overrides)
 
     @register_to_config
     def __init__(self, num_attention_heads: int = 16, attention_head_dim: int = 72, in_channels: int = 4,

@@ -20,7 +20,7 @@ from .layers.adaptive_transformer import AdaLNSingleBlock
 from .layers.patch_embed import PatchEmbed, unpatchify
 from .modeling import ModelMixin
 from .outputs import ModelOutput, model_output
-from .transformer_2d import check_legacy_config
+from .transformer_2d import ReadsTransformer2DConfig
 from .unet_2d import _batch_timesteps
 from .unet_2d_condition import attention_bias_from_mask
 
@@ -29,7 +29,7 @@ _MULTI_ASPECT_SAMPLE_SIZE = 128
 ADDED_CONDITIONS = ("resolution", "aspect_ratio")
 
 
-class PixArtTransformer2DModel(ModelMixin):
+class PixArtTransformer2DModel(ReadsTransformer2DConfig, ModelMixin):
     """Predicts noise (and the variance, with out_channels = 2 · in_channels) for (B, C, H, W) latents.
 
     forward(hidden_states, encoder_hidden_states, timestep, added_cond_kwargs, encoder_attention_mask)
@@ -41,16 +41,6 @@ class PixArtTransformer2DModel(ModelMixin):
                                               "context_mask": "encoder_attention_mask",
                                               "added": "added_cond_kwargs"}
     compatible_class_names = ("Transformer2DModel",)
-
-    # Transformer2DModel keys this class has no use for, and their neutral values.
-    _legacy_neutral: ClassVar[dict] = {}
-
-    @classmethod
-    def from_config(cls, config=None, warn_unknown=None, **overrides):
-        """Also reads a Transformer2DModel config (its extra keys at their neutral values)."""
-        if check_legacy_config(cls.__name__, dict(config or {}, **overrides), cls._legacy_neutral):
-            warn_unknown = False
-        return super().from_config(config, warn_unknown, **overrides)
 
     @register_to_config
     def __init__(self, num_attention_heads: int = 16, attention_head_dim: int = 72, in_channels: int = 4,

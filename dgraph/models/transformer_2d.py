@@ -6,7 +6,7 @@ are dropped quietly, and any other value is refused by name rather than silently
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ..errors import ConfigError
 
@@ -25,3 +25,16 @@ def check_legacy_config(owner: str, config: Mapping[str, Any], extra_neutral: Ma
             raise ConfigError(f"{owner}: this {LEGACY_CLASS} config sets {key}={config[key]!r}, which {owner} does "
                               f"not implement (only {neutral!r})")
     return True
+
+
+class ReadsTransformer2DConfig:
+    """Mixin of the DiT and PixArt-α classes: `from_config` also reads a Transformer2DModel config, its extra
+    keys at their neutral values (`NEUTRAL` and the class's own `_legacy_neutral`)."""
+
+    _legacy_neutral: ClassVar[dict] = {}  # Transformer2DModel keys this class has no use for, and their neutral values
+
+    @classmethod
+    def from_config(cls, config=None, warn_unknown=None, **overrides):
+        if check_legacy_config(cls.__name__, dict(config or {}, **overrides), cls._legacy_neutral):
+            warn_unknown = False
+        return super().from_config(config, warn_unknown, **overrides)
