@@ -1,7 +1,7 @@
 """The sampling loop, its initial noise, and the denoisers that feed it (model adapter and guidance)."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -15,6 +15,12 @@ from dgraph.types import (VAE, AddedConditions, ClassLabels, Denoiser, DenoiserN
                           UNet)
 
 Size = Annotated[int, Field(ge=1, le=16384)]
+# "off", or a torch.compile mode (dgraph.sampling.compiled.COMPILE_MODES).
+Compile = Literal["off", "default", "reduce-overhead", "max-autotune"]
+
+
+def _compile_mode(compile: str) -> str | None:
+    return None if compile == "off" else compile
 
 
 def _vae_geometry(vae) -> tuple[int, int, float, str]:
@@ -114,7 +120,7 @@ _CHECK_DENOISER_INPUTS = NetworkConditioning(
                                     "sampling loop.", check=_CHECK_DENOISER_INPUTS)
 def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
                    context: Optional[TextEmbedding] = None, class_labels: Optional[ClassLabels] = None,
-                   added: Optional[AddedConditions] = None) -> Denoiser:
+                   added: Optional[AddedConditions] = None, compile: Compile = "off") -> Denoiser:
     """Passes each conditioning wired here to the network under the keyword the network declares for it.
 
     network: the denoiser network (from load.unet, load.transformer, ...)
@@ -122,6 +128,8 @@ def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNe
     context: text hidden states (and their mask, for networks that attend with it), batch 1 or one row per prompt
     class_labels: class ids for class-conditional networks (DiT)
     added: extra conditions the network embeds (PixArt-α's image size and aspect ratio)
+    compile: run the network through torch.compile in this mode (reduce-overhead adds CUDA graphs); the
+        first step compiles, later steps and later runs on the same loaded network reuse it
     """
     network = network if network is not None else unet
     if network is None:
@@ -135,7 +143,7 @@ def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNe
                     pooled=context.pooled if "pooled" in takes else None)
     return ModelDenoiser(network, text.get("context"), text.get("context_mask"),
                          class_labels.ids if class_labels is not None else None, pooled=text.get("pooled"),
-                         added=added.values if added is not None else None)
+                         added=added.values if added is not None else None, compile=_compile_mode(compile))
 
 
 @node("denoiser.class_embedding", description="A UNet conditioned through its class embedding on one vector per "
