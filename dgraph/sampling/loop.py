@@ -11,8 +11,12 @@ from ..schedulers.base import SamplingRun
 @torch.no_grad()
 def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: SamplingRun, noise: torch.Tensor,
            generator: torch.Generator | None = None, callback: Callable[[int, int], None] | None = None,
-           clamp: float | None = None, **step_options) -> torch.Tensor:
-    """Denoise `noise` (standard normal) over every timestep of `run`.
+           clamp: float | None = None, image: torch.Tensor | None = None, **step_options) -> torch.Tensor:
+    """Denoise `noise` (standard normal) over the timesteps of `run` (all, or the window `run.partial` chose).
+
+    With `image` (clean latents) the loop starts from the image noised with `noise` to the run's first
+    step (img2img: `run.partial(strength=...)`); after `run.partial(denoising_start=...)` `noise` is the
+    latents handed over, already noisy there (see `SamplingRun.initial_sample`).
 
     `callback(step, total)` is called after each step (progress, and the place where a cancellation
     raises). `clamp` clips the sample to [-clamp, clamp] after every step (DiffWave's sampler does, for
@@ -20,8 +24,8 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
     channels (twice the sample's, as DiT's and PixArt's) keeps only the prediction for samplers that do not
     read a variance, as diffusers' pipelines do.
     """
-    x = noise * run.init_noise_sigma
-    timesteps = run.timesteps
+    x = run.initial_sample(noise, image)
+    timesteps = run.loop_timesteps
     total = len(timesteps)
     for i, t in enumerate(timesteps):
         model_output = denoiser(run.scale_model_input(x, t), t)
