@@ -234,7 +234,9 @@ class SamplingRun:
 
         With `image` (clean latents): the image noised with `noise` to the first step taken (img2img).
         After `partial(denoising_start=...)`: `noise` is the handed-over noisy latents, used as they are.
-        Otherwise: the standard normal `noise` scaled to the run's initial sigma.
+        Otherwise: the standard normal `noise` scaled to the run's initial sigma; a run with strength 1
+        (nothing skipped) may start so too, as diffusers' inpainting does at full strength where its
+        img2img noises the image to the first timestep.
         """
         owner = type(self.scheduler).__name__
         continues_noisy = self.window is not None and self.window.continues_noisy
@@ -252,7 +254,7 @@ class SamplingRun:
             return self.noise_image(image.to(noise.device, noise.dtype), noise)
         if continues_noisy:
             return noise
-        if self.window is not None and self.window.enters:
+        if self.window is not None and self.window.begin > 0:
             raise ConfigError(f"{owner}: a run with strength starts from a clean image noised part-way, but was "
                               f"given no image; pass the clean latents as image, or leave strength out")
         return noise * self.init_noise_sigma

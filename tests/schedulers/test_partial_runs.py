@@ -259,3 +259,33 @@ def test_starting_points_that_do_not_fit_the_run_are_refused():
         _run().partial(denoising_start=0.5).initial_sample(noise, image)
     with pytest.raises(ConfigError, match=r"the noise \(3, 4, 6, 6\) does not fit the image latents \(2, 4, 6, 6\)"):
         _run().partial(strength=0.5).initial_sample(torch.zeros(3, 4, 6, 6), image)
+
+
+@pytest.mark.parametrize("name, config", [c for c in CONFIGS if "leading" in c.id])
+@pytest.mark.parametrize("strength", [0.7, 1.0])
+def test_inpainting_loop_equals_diffusers(name, config, strength):
+    # StableDiffusionInpaintPipeline with a 4-channel UNet: after each step the known region is the image
+    # noised to the next timestep; at full strength the start is pure noise, not the noised image.
+    theirs, mine = pair(name, config)
+    model = DummyDenoiser(theirs.alphas_cumprod)
+    image, noise = tensors()
+    mask = (torch.arange(6) < 3).float().reshape(1, 1, 1, 6)  # 1 = repaint
+    theirs.set_timesteps(8)
+    timesteps = sd_img2img_timesteps(theirs, 8, strength)
+    x = noise * theirs.init_noise_sigma if strength == 1 else theirs.add_noise(image, noise, timesteps[:1].repeat(2))
+    options = {"generator": torch.Generator().manual_seed(5)} \
+        if "generator" in inspect.signature(theirs.step).parameters else {}
+    for i, t in enumerate(timesteps):
+        x = theirs.step(model(theirs.scale_model_input(x, t), t), t, x, **options).prev_sample
+        known = theirs.add_noise(image, noise, torch.tensor([timesteps[i + 1]])) if i < len(timesteps) - 1 else image
+        x = (1 - mask) * known + mask * x
+
+    run = mine.start(8).partial(strength=strength)
+    y = run.initial_sample(noise, image if strength < 1 else None)
+    generator = torch.Generator().manual_seed(5)
+    for i, t in enumerate(run.loop_timesteps):
+        y = run.step(model(run.scale_model_input(y, t), t), t, y, generator=generator).prev_sample
+        later = run.loop_timesteps[i + 1:i + 2]
+        known = run.add_noise(image, noise, later) if len(later) else image
+        y = (1 - mask) * known + mask * y
+    assert_close(x, y, 1e-5)
