@@ -55,8 +55,11 @@ def strength_start(owner: str, steps: int, strength: float) -> int:
         needed = math.ceil(1 / strength)
         while int(needed * strength) < 1:  # float rounding of steps · strength
             needed += 1
+        lowest = math.ceil(1e4 / steps) / 1e4  # 1 / steps, rounded up so that the advice works as printed
+        while int(steps * lowest) < 1:
+            lowest += 1e-4
         raise ConfigError(f"{owner}: strength={strength} with {steps} steps leaves no step to take "
-                          f"(int({steps} × {strength}) = 0); raise strength to at least {1 / steps:.4g} or "
+                          f"(int({steps} × {strength}) = 0); raise strength to at least {lowest:g} or "
                           f"steps to at least {needed}")
     return steps - taken
 

@@ -35,6 +35,8 @@ def _configs():
                 if use_karras:
                     config["use_karras_sigmas"] = True
                 yield pytest.param(name, config, id=f"{name}-{spacing}{'-karras' if use_karras else ''}")
+    # PNDM with its Runge-Kutta warm-up: a schedule longer than the steps asked for.
+    yield pytest.param("PNDMScheduler", {**SD, "timestep_spacing": "leading"}, id="PNDMScheduler-leading-prk")
 
 
 CONFIGS = list(_configs())
@@ -211,6 +213,9 @@ def test_a_strength_that_leaves_no_step_says_what_to_raise():
     assert str(error.value) == ("EulerDiscreteScheduler: strength=0.07 with 10 steps leaves no step to take "
                                 "(int(10 × 0.07) = 0); raise strength to at least 0.1 or steps to at least 15")
     assert len(_run(15).partial(strength=0.07).loop_timesteps) == 1
+    with pytest.raises(ConfigError, match=r"raise strength to at least 0.3334 or steps to at least 4$"):
+        _run(3).partial(strength=0.3)  # 1/3 printed as 0.3333 would still leave no step
+    assert len(_run(3).partial(strength=0.3334).loop_timesteps) == len(_run(4).partial(strength=0.3).loop_timesteps) == 1
     assert len(_run(10).partial(strength=0.1).loop_timesteps) == 1
 
 
