@@ -118,6 +118,18 @@ def alpha_bar_noise(alphas_cumprod: torch.Tensor, original_samples: torch.Tensor
     return alpha_bar.sqrt().reshape(shape) * original_samples + (1 - alpha_bar).sqrt().reshape(shape) * noise
 
 
+def fit_image_to_noise(image: torch.Tensor, noise: torch.Tensor, owner: str) -> torch.Tensor:
+    """Clean latents on the noise's device and dtype, repeated over its batch (one image, several samples)
+    as diffusers' img2img and inpainting pipelines repeat them."""
+    if noise.shape[1:] != image.shape[1:] or noise.shape[0] % image.shape[0]:
+        raise ConfigError(f"{owner}: the noise {tuple(noise.shape)} does not fit the image latents "
+                          f"{tuple(image.shape)}; give noise of the image's shape (its batch may be a "
+                          f"multiple of the image's)")
+    if noise.shape[0] != image.shape[0]:
+        image = torch.cat([image] * (noise.shape[0] // image.shape[0]))
+    return image.to(noise.device, noise.dtype)
+
+
 @dataclass(frozen=True)
 class RunOption:
     """An option a family's `start` (and `step`, per step) takes at run time, as the family declares it.
@@ -245,13 +257,7 @@ class SamplingRun:
                 raise ConfigError(f"{owner}: a run with denoising_start continues latents that are already noisy; "
                                   f"pass those as the noise/latents and no clean image, or use strength to "
                                   f"start from a clean image")
-            if noise.shape[1:] != image.shape[1:] or noise.shape[0] % image.shape[0]:
-                raise ConfigError(f"{owner}: the noise {tuple(noise.shape)} does not fit the image latents "
-                                  f"{tuple(image.shape)}; give noise of the image's shape (its batch may be a "
-                                  f"multiple of the image's)")
-            if noise.shape[0] != image.shape[0]:
-                image = torch.cat([image] * (noise.shape[0] // image.shape[0]))  # as diffusers repeats them
-            return self.noise_image(image.to(noise.device, noise.dtype), noise)
+            return self.noise_image(fit_image_to_noise(image, noise, owner), noise)
         if continues_noisy:
             return noise
         if self.window is not None and self.window.begin > 0:

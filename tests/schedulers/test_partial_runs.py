@@ -294,3 +294,16 @@ def test_inpainting_loop_equals_diffusers(name, config, strength):
         known = run.add_noise(image, noise, later) if len(later) else image
         y = (1 - mask) * known + mask * y
     assert_close(x, y, 1e-5)
+    # The library loop does the same; at full strength a run without a window is the same run.
+    run = mine.start(8) if strength == 1 else mine.start(8).partial(strength=strength)
+    looped = sample(model, run, noise, generator=torch.Generator().manual_seed(5), image=image, mask=mask)
+    assert_close(x, looped, 1e-5)
+
+
+def test_an_inpainting_mask_needs_a_clean_image():
+    _, noise = tensors()
+    message = "an inpainting mask keeps part of a clean image: give the image's latents as image, and no denoising_start"
+    with pytest.raises(ConfigError, match=message):
+        sample(lambda x, t: x, _run(), noise, mask=torch.ones(1, 1, 6, 6))
+    with pytest.raises(ConfigError, match=message):
+        sample(lambda x, t: x, _run().partial(denoising_start=0.5), noise, image=noise, mask=torch.ones(1, 1, 6, 6))
