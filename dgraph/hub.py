@@ -28,6 +28,8 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 # A single-file checkpoint is named by its suffix (pickled ones too, so that they are refused by name).
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# The components of a Stable Diffusion single file, named as a diffusers pipeline names its subfolders.
+SINGLE_FILE_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 _COMPONENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -65,6 +67,17 @@ class Source:
         scheme = HF_SCHEME if self.kind == "hub" else PKG_SCHEME
         text = f"{scheme}{self.location}" + (f"/{self.path}" if self.path else "")
         return text + (f"@{self.revision}" if self.revision else "") + component
+
+
+def component_of(text: str) -> str | None:
+    """The single-file component a source string reads: the folder it names when that is a pipeline
+    component's (`hf://o/r/unet@rev`, `./sd15/vae`), or the component after `#` of a single file."""
+    stem, hash_, component = text.rpartition("#")
+    if hash_ and component in SINGLE_FILE_COMPONENTS:
+        return component
+    body = text.rsplit("@", 1)[0] if text.startswith(HF_SCHEME) else text
+    name = body.rstrip("/").rpartition("/")[2]
+    return name if name in SINGLE_FILE_COMPONENTS else None
 
 
 def _check_parts(text: str, path: str) -> None:

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from ...errors import WeightsError
+from ...hub import SINGLE_FILE_COMPONENTS as COMPONENTS
 
 Shapes = Mapping[str, tuple[int, ...]]
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL base", "sdxl_refiner": "SDXL refiner"}
-COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
 
 # family -> {component: (key prefix, text-encoder layout)}; "clip" is transformers' layout, "open_clip" OpenCLIP's.
 _TEXT_ENCODERS = {
