@@ -238,3 +238,14 @@ def test_missing_and_unexpected_keys_are_named(files, tmp_path):
         f"missing UNet2DConditionModel keys (1): conv_out.bias; file keys with no place in it (1): "
         f"model.diffusion_model.input_blocks.1.0.extra.weight (as down_blocks.0.resnets.0.extra.weight). "
         f"The file may be damaged, or hold a variant dgraph does not read")
+
+
+def test_a_single_file_on_the_hub_is_fetched_whole_and_read_by_component(files, hub_cache):
+    layout, path = files["sd2"]
+    hub_cache.add("owner/sd2", "checkpoints/sd2_tiny.safetensors", path.read_bytes())
+    vae = load_model("hf://owner/sd2/checkpoints/sd2_tiny.safetensors@main#vae")
+    assert_same_weights(vae.state_dict(), layout.vae.state_dict())
+    encoder = load_text_encoder("hf://owner/sd2/checkpoints/sd2_tiny.safetensors")
+    assert_same_weights(encoder.state_dict(), layout.text_encoders["text_encoder"].state_dict())
+    with pytest.raises(WeightsError, match=r"^hf://owner/sd2/m.ckpt: a .ckpt checkpoint is a pickle"):
+        load_model("hf://owner/sd2/m.ckpt")  # refused by its name, before anything is fetched

@@ -88,3 +88,35 @@ def test_validate_names_a_missing_checkpoint_file(tmp_path):
     (tmp_path / "models").mkdir()
     save_file({"x": torch.zeros(1)}, str(tmp_path / "models" / "dreamshaper_8.safetensors"))
     assert graph.source_problems() == []
+
+
+def test_placement_weighs_only_the_component_a_loader_reads(sdxl):
+    from dgraph.engine.placement import model_bytes
+
+    layout, path = sdxl
+    graph = Graph.load(WORKFLOW)
+    graph.use_checkpoint(str(path))
+    graph.set("vae.dtype", "float16")
+    nodes = graph.resolved.nodes
+    weighed = {name: model_bytes(nodes[name], graph.base) for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+    expected = {"unet": 4 * layout.unet.num_parameters(), "vae": 2 * layout.vae.num_parameters(),
+                "text_encoder": 4 * layout.text_encoders["text_encoder"].num_parameters(),
+                # the file's bigG also holds OpenCLIP's logit_scale, which the text model drops
+                "text_encoder_2": 4 * (layout.text_encoders["text_encoder_2"].num_parameters() + 1)}
+    assert weighed == expected
+
+
+def test_a_lock_and_a_push_read_the_single_file_itself(tmp_path):
+    from dgraph.hub import parse_source
+    from dgraph.sharing.sources import RemoteFile, SourceUse, local_path, select_files
+
+    listing = [RemoteFile("sd_xl_base_1.0.safetensors", 10), RemoteFile("sd_xl_refiner_1.0.safetensors", 10),
+               RemoteFile("unet/diffusion_pytorch_model.safetensors", 5), RemoteFile("README.md", 1)]
+    text = "hf://owner/sdxl/sd_xl_base_1.0.safetensors@main#text_encoder_2"
+    source = parse_source(text)
+    assert (source.path, source.revision, source.component, str(source)) == (
+        "sd_xl_base_1.0.safetensors", "main", "text_encoder_2", text)
+    use = SourceUse("text_encoder_2", "source", text, source, None, False, None)
+    assert select_files(listing, use) == [listing[0]]
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert local_path("./model.safetensors#vae", tmp_path) == tmp_path / "model.safetensors"

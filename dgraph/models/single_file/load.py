@@ -30,7 +30,7 @@ def checkpoint_path(source: Source) -> Path:
             raise WeightsError(f"{source}: no such checkpoint file {path}")
         return path
     name = PurePosixPath(source.path)
-    refuse_pickle(Path(name.name))
+    refuse_pickle(Path(name.name), source)
     parent = replace(source, path=str(name.parent) if str(name.parent) != "." else "", component="")
     return fetch_file(parent, name.name)
 

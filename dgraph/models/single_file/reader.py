@@ -45,11 +45,12 @@ class Checkpoint:
         self.close()
 
 
-def refuse_pickle(path: Path) -> None:
-    """A WeightsError for a pickled single file (by its suffix), saying how to make a safetensors one."""
+def refuse_pickle(path: Path, where: object = None) -> None:
+    """A WeightsError for a pickled single file (by its suffix), saying how to make a safetensors one;
+    `where` names it in the message (default: the path)."""
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise WeightsError(
-            f"{path}: a {path.suffix} checkpoint is a pickle, which can run code when loaded; dgraph reads "
+            f"{where or path}: a {path.suffix} checkpoint is a pickle, which can run code when loaded; dgraph reads "
             f"single-file checkpoints only as safetensors. Convert it once where you trust the file, e.g. "
             f"python -c \"import torch, safetensors.torch as st; sd = torch.load('{path.name}', weights_only=True); "
             f"sd = sd.get('state_dict', sd); st.save_file({{k: v.contiguous() for k, v in sd.items() "
