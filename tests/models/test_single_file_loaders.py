@@ -120,3 +120,21 @@ def test_a_lock_and_a_push_read_the_single_file_itself(tmp_path):
     assert select_files(listing, use) == [listing[0]]
     (tmp_path / "model.safetensors").write_bytes(b"")
     assert local_path("./model.safetensors#vae", tmp_path) == tmp_path / "model.safetensors"
+
+
+def test_plan_reads_the_checkpoint_flag(tmp_path, monkeypatch, cli):
+    import yaml
+
+    from dgraph.engine.placement import size_text
+
+    monkeypatch.chdir(tmp_path)
+    layout = build("sd1")
+    save_file(layout.checkpoint, "model.safetensors")
+    workflow = {**WORKFLOW, "nodes": {k: WORKFLOW["nodes"][k] for k in ("unet", "vae")},
+                "outputs": {"unet": "@unet.unet", "vae": "@vae.vae"}}
+    (tmp_path / "wf.yaml").write_text(yaml.safe_dump(workflow))
+    done = cli("plan", "wf.yaml", "--devices", "cpu:1GiB", "--checkpoint", "model.safetensors")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"  unet  cpu      load.unet  weights {size_text(4 * layout.unet.num_parameters())}" in lines
+    assert f"  vae   cpu      load.vae  weights {size_text(4 * layout.vae.num_parameters())}" in lines
