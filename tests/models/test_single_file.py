@@ -229,8 +229,10 @@ def test_missing_and_unexpected_keys_are_named(files, tmp_path):
     checkpoint = dict(layout.checkpoint)
     del checkpoint["model.diffusion_model.out.2.bias"]
     checkpoint["model.diffusion_model.input_blocks.1.0.extra.weight"] = torch.zeros(1)
+    checkpoint["first_stage_model.loss.logvar"] = torch.zeros(())  # training state, not the autoencoder's
     path = tmp_path / "damaged.safetensors"
     save_file(checkpoint, str(path))
+    assert_same_weights(load_model(path, expect=("AutoencoderKL",)).state_dict(), layout.vae.state_dict())
     with pytest.raises(WeightsError) as error:
         load_model(path, expect=("UNet2DConditionModel",))
     assert str(error.value) == (

@@ -12,13 +12,13 @@ from ...errors import WeightsError
 from ...hub import Source, fetch_file, parse_source
 from ..modeling import _SkipWeightInit, _listing
 from .architecture import COMPONENTS, Architecture, detect
-from .clip import clip_config, clip_plan
+from .clip import Plan, clip_config, clip_plan
 from .reader import Checkpoint, refuse_pickle
 from .unet import unet_config, unet_key
+from .vae import IGNORED as VAE_IGNORED
 from .vae import vae_config, vae_key, vae_tensor
 
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
-Plan = dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]]
 
 
 def checkpoint_path(source: Source) -> Path:
@@ -94,19 +94,19 @@ def read_component(source: Source | str | Path, allowed: tuple[str, ...] = COMPO
         prefix = arch.components[name]
         shapes = {key[len(prefix):]: shape for key, shape in checkpoint.shapes.items() if key.startswith(prefix)}
         if name == "unet":
-            config = unet_config(shapes, arch, checkpoint.shapes, where)
+            class_name, config = "UNet2DConditionModel", unet_config(shapes, arch, checkpoint.shapes, where)
             layers = config["layers_per_block"]
             plan, unused = _plan(shapes, lambda key: unet_key(key, layers), lambda _key, tensor: tensor)
         elif name == "vae":
-            config = vae_config(shapes, arch, where)
+            class_name, config = "AutoencoderKL", vae_config(shapes, arch, where)
             levels = len(config["block_out_channels"])
-            plan, unused = _plan(shapes, lambda key: vae_key(key, levels), vae_tensor)
+            kept = {key: shape for key, shape in shapes.items() if not key.startswith(VAE_IGNORED)}
+            plan, unused = _plan(kept, lambda key: vae_key(key, levels), vae_tensor)
         else:
             layout = arch.text_layouts[name]
             class_name, config = clip_config(shapes, layout, name, arch.family, where)
             plan, unused = clip_plan(list(shapes), layout, config["num_hidden_layers"], config["hidden_size"],
                                      projection=class_name == "CLIPTextModelWithProjection")
-        class_name = config.pop("_class_name", None) or class_name
         state = {key: _own(transform(checkpoint.tensor(prefix + original)), torch_dtype or torch.float32, target)
                  for key, (original, transform) in plan.items()}
         originals = {key: prefix + original for key, (original, _) in plan.items()}

@@ -85,7 +85,6 @@ def unet_config(shapes: Shapes, arch: Architecture, all_shapes: Shapes, where: s
         if mid_depth:
             transformer_layers[-1] = mid_depth
     config: dict[str, Any] = {
-        "_class_name": "UNet2DConditionModel",
         "sample_size": 64 if arch.inpainting and arch.family == "sd2" else _SAMPLE_SIZES[arch.family],
         "in_channels": conv_in[1],
         "out_channels": out_channels,

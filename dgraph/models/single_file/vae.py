@@ -29,6 +29,8 @@ _ATTENTION = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj
 _RESAMPLE = re.compile(r"(encoder|decoder)\.(down|up)\.(\d+)\.(block\.(\d+)|downsample|upsample)\.(.+)")
 _MID = re.compile(r"(encoder|decoder)\.mid\.(block_1|block_2|attn_1)\.(\w+)\.(weight|bias)")
 _FLAT = {"encoder.norm_out.": "encoder.conv_norm_out.", "decoder.norm_out.": "decoder.conv_norm_out."}
+# Training-only tensors some files keep beside the autoencoder (its loss' discriminator, logvar): not weights of it.
+IGNORED = ("loss.",)
 _SAME = ("encoder.conv_in.", "encoder.conv_out.", "decoder.conv_in.", "decoder.conv_out.", "quant_conv.",
          "post_quant_conv.")
 
@@ -41,7 +43,6 @@ def vae_config(shapes: Shapes, arch: Architecture, where: str) -> dict[str, Any]
                       and m.group(3) == "0" and m.group(5) is not None})
         channels = [shapes[f"encoder.down.{i}.block.0.conv2.weight"][0] for i in range(levels)]
         config = {
-            "_class_name": "AutoencoderKL",
             "in_channels": shapes["encoder.conv_in.weight"][1],
             "out_channels": shapes["decoder.conv_out.weight"][0],
             "down_block_types": ["DownEncoderBlock2D"] * levels,
