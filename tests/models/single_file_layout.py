@@ -125,7 +125,9 @@ def original_open_clip(state: dict[str, torch.Tensor], prefix: str, extra_layers
     generator = torch.Generator().manual_seed(7)
     for i in range(len(layers), len(layers) + extra_layers):
         for key in [k for k in out if k.startswith("transformer.resblocks.0.")]:
-            out[key.replace(".resblocks.0.", f".resblocks.{i}.")] = torch.randn(out[key].shape, generator=generator)
+            like = out[key]
+            out[key.replace(".resblocks.0.", f".resblocks.{i}.")] = (
+                torch.empty_like(like) if like.is_meta else torch.randn(like.shape, generator=generator))
     return {prefix + key: t for key, t in out.items()}
 
 

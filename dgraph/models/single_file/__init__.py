@@ -10,8 +10,9 @@ their inpainting variants), read lazily from safetensors, one component at a tim
 layout's config inference and key map; `load.py` builds the component and reads its tensors alone.
 """
 from .architecture import COMPONENTS, Architecture, detect, describe
-from .load import Component, checkpoint_path, load_component, read_architecture, read_component
+from .load import (Component, ComponentPlan, checkpoint_path, load_component, plan_component, read_architecture,
+                   read_component)
 from .reader import Checkpoint, refuse_pickle
 
-__all__ = ["COMPONENTS", "Architecture", "Checkpoint", "Component", "read_component", "checkpoint_path", "describe", "detect", "load_component",
+__all__ = ["COMPONENTS", "Architecture", "Checkpoint", "Component", "ComponentPlan", "plan_component", "read_component", "checkpoint_path", "describe", "detect", "load_component",
            "read_architecture", "refuse_pickle"]

@@ -11,7 +11,7 @@ import torch
 from ...errors import WeightsError
 from ...hub import Source, fetch_file, parse_source
 from ..modeling import _SkipWeightInit, _listing
-from .architecture import COMPONENTS, Architecture, detect
+from .architecture import COMPONENTS, Architecture, Shapes, detect
 from .clip import Plan, clip_config, clip_plan
 from .reader import Checkpoint, refuse_pickle
 from .unet import unet_config, unet_key
@@ -41,28 +41,29 @@ def read_architecture(path: str | Path) -> Architecture:
         return detect(checkpoint.shapes, str(path))
 
 
-def choose_component(source: Source, arch: Architecture, allowed: tuple[str, ...], what: str) -> str:
-    """The component a loader of `what` reads from the file: the one the source names after `#`, else the
-    only one of `allowed` the file holds."""
+def choose_component(requested: str, where: str, arch: Architecture, allowed: tuple[str, ...], what: str) -> str:
+    """The component a loader of `what` reads from the file `where`: `requested` (the name after `#`), else
+    the only one of `allowed` the file holds."""
     held = [name for name in COMPONENTS if name in arch.components]
-    if source.component:
-        if source.component not in COMPONENTS:
-            raise WeightsError(f"{source}: no component {source.component!r}; a single file's components are "
+    named = f"{where}#{requested}"
+    if requested:
+        if requested not in COMPONENTS:
+            raise WeightsError(f"{named}: no component {requested!r}; a single file's components are "
                                f"{', '.join(COMPONENTS)}")
-        if source.component not in allowed:
-            raise WeightsError(f"{source}: a {what} is expected here, not the {source.component}; "
+        if requested not in allowed:
+            raise WeightsError(f"{named}: a {what} is expected here, not the {requested}; "
                                f"write {'#' + ' or #'.join(allowed)} (this {arch.name} file holds {', '.join(held)})")
-        if source.component not in arch.components:
-            raise WeightsError(f"{source}: this {arch.name} file holds no {source.component}; it holds {', '.join(held)}")
-        return source.component
+        if requested not in arch.components:
+            raise WeightsError(f"{named}: this {arch.name} file holds no {requested}; it holds {', '.join(held)}")
+        return requested
     present = [name for name in allowed if name in arch.components]
     if len(present) == 1:
         return present[0]
     if not present:
-        raise WeightsError(f"{source}: this {arch.name} file holds no {what} ({' or '.join(allowed)}); "
+        raise WeightsError(f"{where}: this {arch.name} file holds no {what} ({' or '.join(allowed)}); "
                            f"it holds {', '.join(held) or 'none of ' + ', '.join(COMPONENTS)}")
-    raise WeightsError(f"{source}: this {arch.name} file holds {' and '.join(present)}; name the one to load: "
-                       + " or ".join(f"{source}#{name}" for name in present))
+    raise WeightsError(f"{where}: this {arch.name} file holds {' and '.join(present)}; name the one to load: "
+                       + " or ".join(f"{where}#{name}" for name in present))
 
 
 @dataclass
@@ -80,6 +81,47 @@ class Component:
     where: str
 
 
+@dataclass
+class ComponentPlan:
+    """What reading one component takes, decided from the header alone: its class and config, and where
+    each diffusers key comes from (`plan`: diffusers key -> (file key without `prefix`, transform))."""
+
+    name: str
+    architecture: Architecture
+    class_name: str
+    config: dict[str, Any]
+    prefix: str
+    plan: Plan
+    unused: list[str]
+    where: str
+
+
+def plan_component(shapes: Shapes, where: str, requested: str = "", allowed: tuple[str, ...] = COMPONENTS,
+                   what: str = "component") -> ComponentPlan:
+    """The plan for reading one component of a file whose tensor names and shapes are `shapes`: the
+    `requested` one, else the only one of `allowed` the file holds. `where` names the file in errors."""
+    arch = detect(shapes, where)
+    name = choose_component(requested, where, arch, allowed, what)
+    where = f"{where} ({arch.name}, {name})"
+    prefix = arch.components[name]
+    own = {key[len(prefix):]: shape for key, shape in shapes.items() if key.startswith(prefix)}
+    if name == "unet":
+        class_name, config = "UNet2DConditionModel", unet_config(own, arch, shapes, where)
+        layers = config["layers_per_block"]
+        plan, unused = _plan(own, lambda key: unet_key(key, layers), lambda _key, tensor: tensor)
+    elif name == "vae":
+        class_name, config = "AutoencoderKL", vae_config(own, arch, where)
+        levels = len(config["block_out_channels"])
+        kept = {key: shape for key, shape in own.items() if not key.startswith(VAE_IGNORED)}
+        plan, unused = _plan(kept, lambda key: vae_key(key, levels), vae_tensor)
+    else:
+        layout = arch.text_layouts[name]
+        class_name, config = clip_config(own, layout, name, arch.family, where)
+        plan, unused = clip_plan(list(own), layout, config["num_hidden_layers"], config["hidden_size"],
+                                 projection=class_name == "CLIPTextModelWithProjection")
+    return ComponentPlan(name, arch, class_name, config, prefix, plan, [prefix + key for key in unused], where)
+
+
 def read_component(source: Source | str | Path, allowed: tuple[str, ...] = COMPONENTS, what: str = "component",
                    torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> Component:
     """Read one component of a single-file checkpoint (only its tensors): the one named after `#`, else the
@@ -88,29 +130,12 @@ def read_component(source: Source | str | Path, allowed: tuple[str, ...] = COMPO
     path = checkpoint_path(source)
     target = torch.device(device) if device is not None else torch.device("cpu")
     with Checkpoint(path) as checkpoint:
-        arch = detect(checkpoint.shapes, str(source))
-        name = choose_component(source, arch, allowed, what)
-        where = f"{source} ({arch.name}, {name})"
-        prefix = arch.components[name]
-        shapes = {key[len(prefix):]: shape for key, shape in checkpoint.shapes.items() if key.startswith(prefix)}
-        if name == "unet":
-            class_name, config = "UNet2DConditionModel", unet_config(shapes, arch, checkpoint.shapes, where)
-            layers = config["layers_per_block"]
-            plan, unused = _plan(shapes, lambda key: unet_key(key, layers), lambda _key, tensor: tensor)
-        elif name == "vae":
-            class_name, config = "AutoencoderKL", vae_config(shapes, arch, where)
-            levels = len(config["block_out_channels"])
-            kept = {key: shape for key, shape in shapes.items() if not key.startswith(VAE_IGNORED)}
-            plan, unused = _plan(kept, lambda key: vae_key(key, levels), vae_tensor)
-        else:
-            layout = arch.text_layouts[name]
-            class_name, config = clip_config(shapes, layout, name, arch.family, where)
-            plan, unused = clip_plan(list(shapes), layout, config["num_hidden_layers"], config["hidden_size"],
-                                     projection=class_name == "CLIPTextModelWithProjection")
-        state = {key: _own(transform(checkpoint.tensor(prefix + original)), torch_dtype or torch.float32, target)
-                 for key, (original, transform) in plan.items()}
-        originals = {key: prefix + original for key, (original, _) in plan.items()}
-    return Component(name, arch, class_name, config, state, originals, [prefix + key for key in unused], where)
+        where = str(replace(source, component=""))
+        p = plan_component(checkpoint.shapes, where, source.component, allowed, what)
+        state = {key: _own(transform(checkpoint.tensor(p.prefix + original)), torch_dtype or torch.float32, target)
+                 for key, (original, transform) in p.plan.items()}
+    originals = {key: p.prefix + original for key, (original, _) in p.plan.items()}
+    return Component(p.name, p.architecture, p.class_name, p.config, state, originals, p.unused, p.where)
 
 
 def load_component(source: Source, allowed: tuple[str, ...], what: str, torch_dtype: torch.dtype | None = None,
