@@ -465,6 +465,9 @@ RAISE_TEXT_LIMIT = f"split it, or raise the limit with the environment variable 
 def read_workflow_text(source: str | os.PathLike) -> tuple[str, str, Any]:
     """The text of a workflow file, a name for messages, and the base its relative sources resolve against."""
     text_source = os.fspath(source)
+    if parse_source(text_source).is_single_file:
+        raise DgraphError(f"{text_source}: a model checkpoint, not a workflow; run a workflow with its weights: "
+                          f"dgraph run WORKFLOW.yaml --checkpoint {text_source} (or --set NODE.source={text_source})")
     if text_source.startswith(HF_SCHEME):
         parsed = parse_source(text_source)
         if not parsed.path or "/" not in parsed.path and "." not in parsed.path:

@@ -200,6 +200,8 @@ def fetch_file(source: Source, filename: str, required: bool = True) -> Path | N
 
     With `required=False` a file that does not exist gives None instead of an error.
     """
+    if source.is_single_file:  # a config, tokenizer or scheduler asked of a checkpoint file
+        raise SourceError(single_file_holds_no(source, filename))
     if source.kind == "folder":
         path = Path(source.location) / filename
     elif source.kind == "package":
@@ -214,6 +216,13 @@ def fetch_file(source: Source, filename: str, required: bool = True) -> Path | N
     if not where.exists():
         raise SourceError(f"{source}: folder {where} does not exist")
     raise SourceError(f"{source}: no file {filename!r} in {where}")
+
+
+def single_file_holds_no(source: Source, what: str) -> str:
+    """The message for asking a single-file checkpoint for something it does not hold."""
+    return (f"{source}: a single-file checkpoint holds weights only (a UNet, a VAE, text encoders), not "
+            f"{what}; take it from the model's diffusers folder or repo (e.g. hf://owner/repo/tokenizer, "
+            f"hf://owner/repo/scheduler)")
 
 
 def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | None:

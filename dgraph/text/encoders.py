@@ -67,6 +67,9 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     if source.is_single_file:  # an original Stable Diffusion checkpoint: one of its CLIP text encoders
         from ..models.single_file import load_component
 
+        if variant:
+            raise ConfigError(f"{source}: variant={variant!r} names files in a model folder; a single-file "
+                              f"checkpoint has none (drop the variant)")
         return load_component(source, ("text_encoder", "text_encoder_2"), "text encoder", dtype, device)
     source = resolve_source(source)
     config = read_json(fetch_file(source, "config.json"))

@@ -251,3 +251,21 @@ def test_a_single_file_on_the_hub_is_fetched_whole_and_read_by_component(files, 
     assert_same_weights(encoder.state_dict(), layout.text_encoders["text_encoder"].state_dict())
     with pytest.raises(WeightsError, match=r"^hf://owner/sd2/m.ckpt: a .ckpt checkpoint is a pickle"):
         load_model("hf://owner/sd2/m.ckpt")  # refused by its name, before anything is fetched
+
+
+def test_a_tokenizer_or_config_asked_of_a_single_file_says_where_to_take_it(files):
+    from dgraph.configuration import ConfigMixin
+    from dgraph.errors import SourceError
+    from dgraph.schedulers import DDIMScheduler
+    from dgraph.text import load_tokenizer
+
+    _, path = files["sd1"]
+    with pytest.raises(SourceError) as error:
+        load_tokenizer(path)
+    assert str(error.value) == (f"{path}: a single-file checkpoint holds weights only (a UNet, a VAE, text "
+                                f"encoders), not a tokenizer or a text encoder's folder; take it from the model's "
+                                f"diffusers folder or repo (e.g. hf://owner/repo/tokenizer, hf://owner/repo/scheduler)")
+    with pytest.raises(SourceError, match=r"holds weights only \(a UNet, a VAE, text encoders\), not "
+                                          r"scheduler_config.json; take it from"):
+        DDIMScheduler.from_pretrained(path)
+    assert issubclass(DDIMScheduler, ConfigMixin)

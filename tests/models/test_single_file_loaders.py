@@ -138,3 +138,12 @@ def test_plan_reads_the_checkpoint_flag(tmp_path, monkeypatch, cli):
     lines = done.stdout.splitlines()
     assert f"  unet  cpu      load.unet  weights {size_text(4 * layout.unet.num_parameters())}" in lines
     assert f"  vae   cpu      load.vae  weights {size_text(4 * layout.vae.num_parameters())}" in lines
+
+
+def test_running_a_checkpoint_as_a_workflow_says_how_to_use_it(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    save_file({"x": torch.zeros(1)}, "model.safetensors")
+    done = cli("run", "model.safetensors")
+    assert (done.returncode, done.stderr.strip()) == (1, (
+        "error: model.safetensors: a model checkpoint, not a workflow; run a workflow with its weights: "
+        "dgraph run WORKFLOW.yaml --checkpoint model.safetensors (or --set NODE.source=model.safetensors)"))
