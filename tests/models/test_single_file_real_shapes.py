@@ -98,3 +98,14 @@ def test_released_configs_keys_and_shapes_come_back(released, name):
         mapped = {key: tuple(transform(tensors[plan.prefix + original]).shape)
                   for key, (original, transform) in plan.plan.items()}
         assert mapped == expected
+
+
+@pytest.mark.parametrize("name, family", [("sd15", "sd1"), ("sd15_inpainting", "sd1"), ("sd21", "sd2"),
+                                          ("sdxl", "sdxl"), ("sdxl_refiner", "sdxl_refiner")])
+def test_a_file_holding_only_a_unet_is_told_by_its_cross_attention_width(released, name, family):
+    tensors, parts = released[name]
+    shapes = {key: tuple(t.shape) for key, t in tensors.items() if key.startswith("model.diffusion_model.")}
+    plan = plan_component(shapes, name)
+    assert (plan.name, plan.architecture.family, sorted(plan.architecture.components)) == ("unet", family, ["unet"])
+    _, config = parts["unet"]
+    assert {key: _listed(plan.config[key]) for key in config} == {key: _listed(v) for key, v in config.items()}
