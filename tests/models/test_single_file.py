@@ -200,6 +200,18 @@ def test_a_diffusers_component_file_is_pointed_to_its_folder(tmp_path):
         load_model(path)
 
 
+def test_an_autoencoder_alone_is_refused_with_the_reason(files, tmp_path):
+    layout, _ = files["sd1"]
+    path = tmp_path / "vae-ft-mse.safetensors"
+    save_file({k.removeprefix("first_stage_model."): t for k, t in layout.checkpoint.items()
+               if k.startswith("first_stage_model.")}, str(path))
+    with pytest.raises(WeightsError, match=r"It looks like an autoencoder alone in the original layout "
+                                           r"\(encoder.down.\*, decoder.up.\*\), which is not read: its scaling "
+                                           r"factor cannot be told from its weights; use the autoencoder of a full "
+                                           r"checkpoint \(FILE#vae\) or a diffusers vae folder$"):
+        load_model(path, expect=("AutoencoderKL",))
+
+
 def test_a_wrong_or_missing_component_is_named(files):
     _, path = files["sdxl_refiner"]
     with pytest.raises(WeightsError) as error:

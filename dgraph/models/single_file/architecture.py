@@ -83,7 +83,7 @@ def detect(shapes: Shapes, where: str) -> Architecture:
         family = _family_from_unet(shapes)
     if family is None:
         raise WeightsError(f"{where}: not a Stable Diffusion single-file checkpoint: {describe(shapes)}. "
-                           f"Supported: {SUPPORTED}" + _diffusers_hint(shapes))
+                           f"Supported: {SUPPORTED}" + _layout_hint(shapes))
     components = {}
     if any(key.startswith(UNET_PREFIX) for key in shapes):
         components["unet"] = UNET_PREFIX
@@ -118,8 +118,14 @@ def describe(shapes: Shapes, limit: int = 8) -> str:
     return f"{len(shapes)} tensors, under {common}; e.g. {sample}"
 
 
-def _diffusers_hint(shapes: Shapes) -> str:
+def _layout_hint(shapes: Shapes) -> str:
     if any(key.startswith(("down_blocks.", "encoder.down_blocks.", "text_model.")) for key in shapes):
         return (". Its keys are in diffusers' layout (one component's weights): point the loader at the folder "
                 "that holds it with its config.json instead")
+    if any(key.startswith("encoder.down.") for key in shapes) and any(key.startswith("decoder.up.") for key in shapes):
+        # Its weights do not say which scaling factor its latents take (SD 1.x/2.x and SDXL autoencoders
+        # have the same shapes), so it is not guessed.
+        return (". It looks like an autoencoder alone in the original layout (encoder.down.*, decoder.up.*), "
+                "which is not read: its scaling factor cannot be told from its weights; use the autoencoder of "
+                "a full checkpoint (FILE#vae) or a diffusers vae folder")
     return ""
