@@ -80,6 +80,9 @@ def _parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("workflow", nargs="?", help="workflow file, hf://owner/repo/path.yaml@revision, hf://owner/repo")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a graph input (steps=20) or a node input (unet.source=./my-unet); repeatable")
+    p.add_argument("--checkpoint", metavar="FILE.safetensors",
+                   help="load the UNet, VAE and text encoders from one single-file Stable Diffusion checkpoint "
+                        "(every loader of a unet, vae, text_encoder or text_encoder_2 folder; --set still wins)")
     p.add_argument("--device", help="default device for nodes without their own `device:` (cpu, cuda, cuda:1, mps)")
     p.add_argument("--force-device", action="store_true", help="place every node on --device, whatever the file says")
     p.add_argument("--output-dir", "-o", default="outputs", help="folder for written files (default: outputs)")
@@ -114,6 +117,8 @@ def _parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("workflow", help="workflow file, hf://owner/repo/path.yaml@revision")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
                    help="override a node input first (unet.dtype=float16); repeatable")
+    p.add_argument("--checkpoint", metavar="FILE.safetensors",
+                   help="read the UNet, VAE and text encoders from one single-file checkpoint (as `run` does)")
     p.add_argument("--output", action="append", dest="outputs", metavar="NAME",
                    help="plan only for this graph output (repeatable); default: all")
     _executor_flags(p, required=True)
@@ -296,6 +301,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         inputs["prompt"] = _read_prompts(args.prompt_file)
     if args.compile:
         graph.compile(args.compile)  # before --set, so a node's own --set still wins
+    if args.checkpoint:
+        graph.use_checkpoint(args.checkpoint)
     for item in args.sets:
         key, eq, value = item.partition("=")
         if not eq:
@@ -378,6 +385,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .engine.placement import describe, place
 
     graph = _load_graph(args.workflow)
+    if args.checkpoint:
+        graph.use_checkpoint(args.checkpoint)
     for item in args.sets:
         key, eq, value = item.partition("=")
         if not eq or "." not in key:

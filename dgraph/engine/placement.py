@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import DgraphError
+from ..hub import SINGLE_FILE_SUFFIXES
 from .plan import Plan
 from .validate import Resolved, ResolvedNode
 from .workflow import GraphRef, Link, Literal
@@ -109,16 +110,22 @@ def size_text(size: int | None) -> str:
 
 
 # ---- weights' sizes from safetensors headers -------------------------------------------------------
-def safetensors_bytes(path: str | Path, dtype: str | None = None) -> int:
-    """Bytes the tensors of a safetensors file take, from its header alone (floating tensors as `dtype`)."""
+def _header(path: str | Path) -> dict[str, Any]:
     with open(path, "rb") as file:
         (length,) = struct.unpack("<Q", file.read(8))
         if length > 100_000_000:
             raise PlacementError(f"{path}: not a safetensors file (header of {length} bytes)")
         header = json.loads(file.read(length))
+    header.pop("__metadata__", None)
+    return header
+
+
+def safetensors_bytes(path: str | Path, dtype: str | None = None, prefix: str = "") -> int:
+    """Bytes the tensors of a safetensors file take (those whose names start with `prefix`), from its header
+    alone (floating tensors as `dtype`)."""
     total = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
+    for name, entry in _header(path).items():
+        if not name.startswith(prefix):
             continue
         count = 1
         for dim in entry["shape"]:
@@ -170,17 +177,51 @@ def _source_folder(text: str, base: Any) -> Path | None:
     return Path(source.location)
 
 
+# The component of a single-file checkpoint that a loader of each model port reads when the source names none.
+_PORT_COMPONENTS = {"UNet": ("unet",), "VAE": ("vae",), "TextEncoder": ("text_encoder", "text_encoder_2")}
+
+
+def _single_file_bytes(node: ResolvedNode, text: str, base: Any, dtype: str | None) -> int | None:
+    """Bytes of the one component a loader reads from a local single-file checkpoint (None: not known)."""
+    from ..hub import parse_source
+
+    try:
+        source = parse_source(text, base)
+    except DgraphError:
+        return None
+    path = Path(source.location)
+    if source.kind != "folder" or path.suffix != ".safetensors" or not path.is_file():
+        return None
+    # The architecture tells where each component's tensors are (this imports the model package).
+    from ..models.single_file.architecture import detect
+
+    header = _header(path)
+    try:
+        arch = detect({name: tuple(entry["shape"]) for name, entry in header.items()}, str(path))
+    except DgraphError:
+        return None
+    wanted = (source.component,) if source.component else next(
+        (names for port, names in _PORT_COMPONENTS.items() if any(o.type.name == port for o in node.spec.outputs.values())),
+        ())
+    present = [name for name in wanted if name in arch.components]
+    if len(present) != 1:
+        return None
+    return safetensors_bytes(path, dtype, arch.components[present[0]])
+
+
 def model_bytes(node: ResolvedNode, base: Any) -> int | None:
     """Bytes of the weights a model-loading node loads (None: not known before loading)."""
     literals = {k: b.value for k, b in node.bindings.items() if isinstance(b, Literal)}
     sources = [v for k, v in literals.items() if isinstance(v, str) and str(node.spec.inputs[k].type) == "Source"]
     if not sources:
         return None
+    dtype = literals.get("dtype")
+    if sources[0].partition("#")[0].lower().endswith(SINGLE_FILE_SUFFIXES):
+        return _single_file_bytes(node, sources[0], base, dtype if isinstance(dtype, str) else None)
     folder = _source_folder(sources[0], base)
     files = _weight_files(folder, str(literals.get("variant") or "")) if folder is not None and folder.is_dir() else []
     if not files:
         return None
-    dtype = literals.get("dtype")
     return sum(safetensors_bytes(f, dtype if isinstance(dtype, str) else None) for f in files)
 
 

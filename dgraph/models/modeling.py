@@ -112,7 +112,8 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
                         output_loading_info: bool = False, config: Mapping[str, Any] | None = None):
         """Build the model from `config.json` and load its weights.
 
-        pretrained: a folder, a Hub repo id, or any source string of dgraph.hub (`hf://`, `pkg://`).
+        pretrained: a folder, a Hub repo id, or any source string of dgraph.hub (`hf://`, `pkg://`), or a
+            single-file Stable Diffusion checkpoint (`model.safetensors`; see dgraph.models.single_file).
         variant: read `diffusion_pytorch_model.<variant>.safetensors` (e.g. "fp16") instead of the plain file.
         torch_dtype: dtype of the floating-point weights (default: float32, the dtype the module is built in).
         device: where the weights are read to (default: CPU).
@@ -126,6 +127,10 @@ class ModelMixin(torch.nn.Module, ConfigMixin):
         Returns the model in eval mode.
         """
         source = as_source(pretrained, subfolder, revision)
+        if source.is_single_file:  # an original Stable Diffusion checkpoint (dgraph.models.single_file)
+            from .auto import load_model
+
+            return load_model(source, expect=(cls.__name__,), variant=variant, torch_dtype=torch_dtype, device=device)
         config = dict(config) if config is not None else cls.load_config(source)
         if config.get("_class_name") not in (None, cls.__name__, *cls.compatible_class_names):
             logger.warning("%s: config.json was written for %s, loading it as %s",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.workflow import GraphRef, Literal
-from ..hub import Source, parse_source
+from ..hub import SINGLE_FILE_COMPONENTS, Source, parse_source
 
 # Weight formats: only safetensors are read, pickles only with allow_pickle; the others never.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".pb", ".gguf")
@@ -101,7 +101,10 @@ def file_variant(name: str) -> tuple[str, str | None]:
 
 
 def select_files(listing: list[RemoteFile], use: SourceUse) -> list[RemoteFile]:
-    """The files of `listing` (a whole repo at one commit) that the node of `use` reads from its folder."""
+    """The files of `listing` (a whole repo at one commit) that the node of `use` reads from its folder
+    (a single-file checkpoint: that file)."""
+    if use.source.is_single_file:
+        return [f for f in listing if f.path == use.source.path]
     prefix = f"{use.source.path}/" if use.source.path else ""
     here = [f for f in listing if f.path.startswith(prefix) and "/" not in f.path[len(prefix):]]
     weights, others = [], []
@@ -120,6 +123,8 @@ def select_files(listing: list[RemoteFile], use: SourceUse) -> list[RemoteFile]:
 
 def local_path(text: str, folder: Path) -> Path | None:
     """The local file or folder a literal names, relative to the workflow's folder, if one exists."""
+    if text.rpartition("#")[2] in SINGLE_FILE_COMPONENTS:  # model.safetensors#vae reads model.safetensors
+        text = text.rpartition("#")[0] or text
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = folder / path

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..configuration import read_json
 from ..errors import ConfigError, WeightsError
-from ..hub import Source, fetch_file
+from ..hub import Source, as_source, fetch_file
 from .files import local_folder, resolve_source, weight_files
 from .imports import TRANSFORMERS_LOCK
 from .tokenizers import TokenBatch, load_tokenizer, tokenize
@@ -59,9 +59,19 @@ def load_text_encoder(pretrained: str | os.PathLike | Source, subfolder: str | N
     dgraph's BertModel, anything else (RoBERTa, ...) -> AutoModel.
     Weights come from safetensors; pickled `pytorch_model.bin` loads only with `allow_pickle=True`,
     and then with `weights_only=True`. The model is returned in eval mode.
+    A single-file Stable Diffusion checkpoint (`model.safetensors`, or `model.safetensors#text_encoder_2` to
+    name one of SDXL's two) gives its CLIP text encoder (dgraph.models.single_file).
     """
     dtype = as_dtype(torch_dtype)
-    source = resolve_source(pretrained, subfolder, revision)
+    source = as_source(pretrained, subfolder, revision)
+    if source.is_single_file:  # an original Stable Diffusion checkpoint: one of its CLIP text encoders
+        from ..models.single_file import load_component
+
+        if variant:
+            raise ConfigError(f"{source}: variant={variant!r} names files in a model folder; a single-file "
+                              f"checkpoint has none (drop the variant)")
+        return load_component(source, ("text_encoder", "text_encoder_2"), "text encoder", dtype, device)
+    source = resolve_source(source)
     config = read_json(fetch_file(source, "config.json"))
     native = _native_class(config)
     if native is not None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..errors import SourceError
-from ..hub import Source, as_source, fetch_file
+from ..hub import Source, as_source, fetch_file, single_file_holds_no
 from ..configuration import read_json
 from ..models.modeling import add_variant
 
@@ -25,6 +25,8 @@ def resolve_source(pretrained: str | os.PathLike | Source, subfolder: str | None
                    revision: str | None = None) -> Source:
     """`as_source` with a check that a folder source exists, so the error names the folder."""
     source = as_source(pretrained, subfolder, revision)
+    if source.is_single_file:
+        raise SourceError(single_file_holds_no(source, "a tokenizer or a text encoder's folder"))
     if source.kind == "folder" and not Path(source.location).is_dir():
         raise SourceError(f"{source}: folder {source.location} does not exist (check the path, or write "
                           f"hf://owner/repo/subfolder for a Hub repo)")
