@@ -74,7 +74,8 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
                 s_tmax: Optional[Annotated[float, Field(ge=0)]] = None,
                 s_noise: Optional[Annotated[float, Field(gt=0)]] = None,
                 order: Optional[Annotated[int, Field(ge=1, le=4)]] = None,
-                clamp: Optional[Annotated[float, Field(gt=0)]] = None) -> Latent:
+                clamp: Optional[Annotated[float, Field(gt=0)]] = None,
+                final_denoiser: Optional[Denoiser] = None) -> Latent:
     """Progress is reported per step; a cancellation takes effect between two steps.
 
     The run options (eta ... order) are those the scheduler families declare (`run_options`); one a
@@ -89,6 +90,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     s_noise: Euler: scale of the churn noise
     order: LMS: how many past slopes each step uses (default 4)
     clamp: clip the sample to [-clamp, clamp] after every step (DiffWave clamps audio at 1)
+    final_denoiser: makes the last step's prediction instead of `denoiser` (unCLIP's super_res_last)
     """
     given = dict(eta=eta, use_clipped_model_output=use_clipped_model_output, s_churn=s_churn, s_tmin=s_tmin,
                  s_tmax=s_tmax, s_noise=s_noise, order=order)
@@ -99,7 +101,8 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     run = scheduler.start(steps, device=ctx.device, **options)
 
     ctx.check_cancelled()
-    result = sample(denoiser, run, latents.tensor, generator=ctx.generator(), callback=ctx.progress, clamp=clamp)
+    result = sample(denoiser, run, latents.tensor, generator=ctx.generator(), callback=ctx.progress, clamp=clamp,
+                    final_denoiser=final_denoiser)
     return Latent(result, scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)
 
 
