@@ -22,19 +22,19 @@ IMAGE_VARIATION_HEADER = (
     "unCLIP image variations: an image (--image) -> its CLIP image embedding -> decoder (guided) -> two "
     "super-resolution UNets -> 256 px PNGs, from {repo}.")
 
-# What the published repos weigh, for the header of exported workflows.
+# What the published repos hold, for the header of exported workflows.
 DOWNLOADS = {
     "kakaobrain/karlo-v1-alpha": (
         "Downloads kakaobrain/karlo-v1-alpha from the Hugging Face Hub: CLIP ViT-L/14's text tower with projection "
-        "(123 M parameters) and tokenizer, the prior (1.0 B), the text projection (about 30 M), the decoder UNet "
-        "(about 600 M) and the two super-resolution UNets (about 400 M together), about 3.4 GB in float16 as "
-        "published (7 GB as float32 in memory); peak memory is those weights plus activations of a few hundred MB "
-        "for one image."),
+        "(123 M parameters) and its tokenizer, the prior (20 transformer layers of width 2048, about 1 B "
+        "parameters), the text projection, the 64 px decoder UNet, the two 256 px super-resolution UNets and three "
+        "scheduler configs. Memory: every model stays loaded, 4 bytes per parameter in float32 (the prior alone "
+        "about 4 GB); --dtype float16 halves that on a GPU."),
     "kakaobrain/karlo-v1-alpha-image-variations": (
         "Downloads kakaobrain/karlo-v1-alpha-image-variations from the Hugging Face Hub: CLIP ViT-L/14's text and "
         "image towers with projection (123 M and 304 M parameters), its image preprocessing config, the text "
-        "projection, the decoder UNet and the two super-resolution UNets (no prior): about 2.9 GB in float16 as "
-        "published (about 6 GB as float32 in memory)."),
+        "projection, the decoder UNet and the two super-resolution UNets (no prior). Memory: 4 bytes per parameter "
+        "in float32; --dtype float16 halves that on a GPU."),
 }
 
 
@@ -161,3 +161,42 @@ def image_variation(parts: Parts) -> dict[str, Any]:
     }
     return _graph("unclip_variations", "unCLIP image variations: an image's CLIP embedding -> decoder -> 256 px.",
                   inputs, nodes)
+
+
+def dalle2(parts: Parts, clip_parts: Parts) -> dict[str, Any]:
+    """DALL-E 2's sampling as a workflow: unCLIP text-to-image (`parts`, a UnCLIPPipeline's components), then
+    every image scored against its prompt by CLIP and reranked, best first; `--set rerank.keep=K` keeps the best
+    K of each prompt's images. The image tower comes from `clip_parts` (a pipeline with an image_encoder and
+    its feature_extractor, such as Karlo's image-variations repo, whose CLIP is the text encoder's)."""
+    graph = text_to_image(parts)
+    graph["name"], graph["description"] = "dalle2", ("DALL-E 2 (unCLIP, Karlo's weights): prior -> decoder -> "
+                                                     "256 px, reranked by CLIP score.")
+    graph["nodes"].update({
+        "clip_image_encoder": {"type": "load.image_encoder", "inputs": _weights(clip_parts["image_encoder"])},
+        "score": {"type": "clip.score", "inputs": {
+            "image_encoder": "@clip_image_encoder.image_encoder", "image": "@image.image", "prompt": "@prompt.cond",
+            "preprocessor": clip_parts["feature_extractor"]}},
+        "rerank": {"type": "clip.rerank", "inputs": {"image": "@image.image", "scores": "@score.scores", "keep": 0}},
+    })
+    graph["nodes"]["save"]["inputs"].update(image="@rerank.image", prefix="dalle2")
+    graph["outputs"] = {"image": "@rerank.image", "scores": "@score.scores", "candidates": "@image.image",
+                        "decoder_image": "@decoder_image.image", "files": "@save.paths"}
+    return graph
+
+
+def dalle2_text(base: str, components: dict[str, str | None], clip_base: str,
+                clip_components: dict[str, str | None]) -> str:
+    """`dalle2` as YAML text with its header: what it makes, what it downloads, what it needs in memory."""
+    from .pipelines import _Parts, _downloads, _with_header  # the pipeline readers import this module
+
+    workflow = dalle2(_Parts(base, components), _Parts(clip_base, clip_components))
+    paragraphs = [
+        "DALL-E 2 (Ramesh et al. 2022) with Karlo's open unCLIP weights: CLIP text -> diffusion prior (guided) -> "
+        "CLIP image embedding -> decoder UNet (guided, learned variance) -> 64 px -> two super-resolution UNets -> "
+        "256 px, then, as DALL-E samples, every candidate scored by CLIP against its prompt and sorted best first. "
+        "Make several candidates per prompt with --images-per-prompt N and keep the best K with --set rerank.keep=K.",
+        _downloads(base),
+        f"For the reranking it also downloads the CLIP image tower and its preprocessing config of {clip_base} "
+        f"(CLIP ViT-L/14's image tower with projection, 304 M parameters, the counterpart of the text encoder).",
+    ]
+    return _with_header(paragraphs, "dgraph.unclip.dalle2_text", workflow)

@@ -192,3 +192,103 @@ def test_image_variations_equal_diffusers(variations, tmp_path):
     assert theirs.shape == found.shape == (2, 3, 16, 16)
     assert theirs.std() > 0.05
     assert (found - theirs).abs().max() < TOLERANCE
+
+
+# The components of the published repos (their model_index.json), each in its own subfolder.
+KARLO = {name: name for name in ("prior", "decoder", "text_proj", "text_encoder", "tokenizer", "super_res_first",
+                                 "super_res_last", "prior_scheduler", "decoder_scheduler", "super_res_scheduler")}
+KARLO_VARIATIONS = {name: name for name in ("decoder", "text_proj", "text_encoder", "tokenizer", "feature_extractor",
+                                            "image_encoder", "super_res_first", "super_res_last",
+                                            "decoder_scheduler", "super_res_scheduler")}
+
+
+def _shipped():
+    from dgraph.pipelines import export_text
+    from dgraph.unclip import dalle2_text
+
+    return {"dalle2_variations.yaml": export_text("UnCLIPImageVariationPipeline",
+                                                  "hf://kakaobrain/karlo-v1-alpha-image-variations", KARLO_VARIATIONS),
+            "dalle2.yaml": dalle2_text("hf://kakaobrain/karlo-v1-alpha", KARLO,
+                                       "hf://kakaobrain/karlo-v1-alpha-image-variations", KARLO_VARIATIONS)}
+
+
+@pytest.mark.parametrize("name", ["dalle2.yaml", "dalle2_variations.yaml"])
+def test_shipped_workflows_are_what_the_builders_write(name):
+    assert (WORKFLOWS / name).read_text() == _shipped()[name]
+
+
+def _dalle2_on(karlo: Path, variations: Path) -> list[str]:
+    """--set flags pointing the shipped dalle2.yaml at the small components."""
+    sets = [f"{name}.{'config' if 'scheduler' in name else 'source'}={karlo / name}" for name in KARLO]
+    return sets + [f"clip_image_encoder.source={variations / 'image_encoder'}",
+                   f"score.preprocessor={variations / 'feature_extractor'}"]
+
+
+def _reference_scores(variations: Path, karlo: Path, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """CLIP scores from transformers' own classes: processor, image tower, text tower."""
+    from PIL import Image as PILImage
+
+    processor = CLIPImageProcessor.from_pretrained(variations / "feature_extractor")
+    vision = CLIPVisionModelWithProjection.from_pretrained(variations / "image_encoder")
+    text = CLIPTextModelWithProjection.from_pretrained(karlo / "text_encoder")
+    tokenizer = CLIPTokenizer.from_pretrained(karlo / "tokenizer")
+    pictures = [PILImage.fromarray(a) for a in (images.clamp(0, 1) * 255).round().to(torch.uint8)
+                .permute(0, 2, 3, 1).numpy()]
+    with torch.no_grad():
+        image_embeds = vision(**processor(images=pictures, return_tensors="pt")).image_embeds
+        text_embeds = text(tokenizer(prompts, padding="max_length", return_tensors="pt").input_ids).text_embeds
+    image_embeds = image_embeds / image_embeds.norm(dim=-1, keepdim=True)
+    return image_embeds @ (text_embeds / text_embeds.norm(dim=-1, keepdim=True)).T
+
+
+def test_dalle2_reranks_the_candidates_by_clip_score(karlo, variations, tmp_path):
+    from dgraph.cli import main
+
+    prompts = ["a red fox", "a cat"]
+    graph = Graph.load(WORKFLOWS / "dalle2.yaml")
+    for item in _dalle2_on(karlo, variations):
+        key, value = item.split("=", 1)
+        graph.set(key, value)
+    graph.set("rerank.keep", 2)
+    result = graph.execute(outputs=["image", "candidates", "scores"], prompt=prompts, seed=5, prior_steps=3,
+                           decoder_steps=3, super_res_steps=2, images_per_prompt=3)
+    candidates = result.candidates.to_range(0.0, 1.0).tensor
+    expected = _reference_scores(variations, karlo, candidates, prompts)
+    assert result.scores.shape == (6, 2)
+    assert (result.scores - expected).abs().max() < 1e-5
+    best = [int(i) for k in range(2) for i in (torch.argsort(expected[3 * k:3 * k + 3, k], descending=True)[:2] + 3 * k)]
+    assert best != [0, 1, 3, 4]  # the reranking is not the identity here
+    assert torch.equal(result.image.tensor, result.candidates.tensor[best])
+
+    # The command line of the workflow's header: candidates per prompt, and how many of them to keep.
+    flags = [flag for item in _dalle2_on(karlo, variations) for flag in ("--set", item)]
+    assert main(["run", str(WORKFLOWS / "dalle2.yaml"), "--prompt", "a red fox", "--seed", "5", "--prior-steps", "3",
+                 "--decoder-steps", "3", "--super-res-steps", "2", "--images-per-prompt", "3",
+                 "--set", "rerank.keep=1", *flags, "-o", str(tmp_path), "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["dalle2_000.png"]
+
+
+def test_rerank_refuses_more_than_it_has():
+    from nodes.clip import clip_rerank
+    from dgraph.errors import DgraphError
+    from dgraph.types import Image
+
+    with pytest.raises(DgraphError) as error:
+        clip_rerank(Image(torch.zeros(4, 3, 2, 2)), torch.zeros(4, 2), keep=3)
+    assert str(error.value) == ("clip.rerank: keep=3 is more than the 2 images made per prompt; raise "
+                                "--images-per-prompt or lower keep")
+
+
+def test_variations_export_and_run_from_the_command_line(variations, tmp_path):
+    from PIL import Image as PILImage
+
+    from dgraph.cli import main
+
+    out = tmp_path / "variations.yaml"
+    assert main(["export", str(variations), "-o", str(out)]) == 0
+    assert Graph.load(out).to_dict() == Graph.from_pretrained(variations).to_dict()
+    PILImage.new("RGB", (20, 20), (200, 30, 30)).save(tmp_path / "red.png")
+    assert main(["run", str(variations), "--image", str(tmp_path / "red.png"), "--images-per-prompt", "2",
+                 "--decoder-steps", "2", "--super-res-steps", "2", "-o", str(tmp_path / "png"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["unclip_variations_000.png",
+                                                                      "unclip_variations_001.png"]
