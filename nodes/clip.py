@@ -1,7 +1,7 @@
 """CLIP nodes: projected text and image embeddings, their similarity, and reranking images by it."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, NamedTuple, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -13,20 +13,16 @@ from dgraph.text import tokenize
 from dgraph.text.clip import embed_images, encode_with_projection, load_image_encoder, read_image_preprocessing, \
     similarity
 from dgraph.types import Image, ImageEmbedding, ImageEncoder, Source, TextEmbedding, TextEncoder, Tokenizer
+from nodes.text import PromptEmbeddings
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 MaxLength = Optional[Annotated[int, Field(ge=1, le=4096)]]
 
 
-class ProjectedPrompts(NamedTuple):
-    cond: TextEmbedding
-    uncond: TextEmbedding
-
-
 @node("clip.encode_prompt", description="CLIP text states, keep-mask and projected text embedding of prompts and of "
                                         "their negative (or empty) prompts.")
 def clip_encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[str], negative_prompt: str = "",
-                       max_length: MaxLength = None) -> ProjectedPrompts:
+                       max_length: MaxLength = None) -> PromptEmbeddings:
     """Each TextEmbedding holds the last hidden states, the tokens' keep-mask and, as `pooled`, the projected
     embedding (`text_embeds`, not normalised), as unCLIP's prior and decoder read them.
 
@@ -39,7 +35,7 @@ def clip_encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: 
     batch = tokenize(tokenizer, prompts + [negative_prompt] * len(prompts), max_length=max_length)
     embeds, hidden, mask = encode_with_projection(text_encoder, batch)
     n, name = len(prompts), type(text_encoder).__name__
-    return ProjectedPrompts(TextEmbedding(hidden[:n], mask[:n], embeds[:n], encoder=name),
+    return PromptEmbeddings(TextEmbedding(hidden[:n], mask[:n], embeds[:n], encoder=name),
                             TextEmbedding(hidden[n:], mask[n:], embeds[n:], encoder=name))
 
 

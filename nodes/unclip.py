@@ -2,7 +2,7 @@
 its super-resolution stage reads."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, NamedTuple, Optional
+from typing import Annotated, Optional
 
 import torch
 from pydantic import Field
@@ -13,6 +13,7 @@ from dgraph.sampling import DecoderDenoiser, ImageConditionedDenoiser, decoder_c
 from dgraph.types import (Denoiser, DenoiserNetwork, Image, ImageEmbedding, Latent, Source, TextEmbedding,
                           TextProjection, UNet)
 from nodes.models import Dtype, _load
+from nodes.text import PromptEmbeddings
 
 Size = Annotated[int, Field(ge=1, le=16384)]
 
@@ -52,16 +53,11 @@ def prior_image_embedding(prior: DenoiserNetwork, latents: Latent) -> ImageEmbed
     return ImageEmbedding(embeds.float(), encoder=type(prior).__name__)
 
 
-class DecoderConditioning(NamedTuple):
-    cond: TextEmbedding
-    uncond: TextEmbedding
-
-
 @node("unclip.decoder_conditioning", description="unCLIP's decoder conditioning of both guidance branches: extra "
                                                  "context tokens from the image embedding before the text states, and "
                                                  "the time embedding.")
 def unclip_decoder_conditioning(text_proj: TextProjection, image_embedding: ImageEmbedding, prompt: TextEmbedding,
-                                uncond: TextEmbedding, images_per_prompt: Size = 1) -> DecoderConditioning:
+                                uncond: TextEmbedding, images_per_prompt: Size = 1) -> PromptEmbeddings:
     """Each result holds the decoder's context, its keep-mask and (as `pooled`) the time embedding the UNet's
     identity class embedding adds. The unconditional branch uses the learned unconditional image embedding.
 
@@ -86,7 +82,7 @@ def unclip_decoder_conditioning(text_proj: TextProjection, image_embedding: Imag
     cond = decoder_conditioning(text_proj, image, per_image(prompt.pooled), per_image(prompt.hidden_states),
                                 per_image(prompt.attention_mask))
     empty = decoder_conditioning(text_proj, None, uncond.pooled, uncond.hidden_states, uncond.attention_mask)
-    return DecoderConditioning(*(TextEmbedding(context, mask, time, encoder="UnCLIPTextProjModel")
+    return PromptEmbeddings(*(TextEmbedding(context, mask, time, encoder="UnCLIPTextProjModel")
                                  for context, mask, time in (cond, empty)))
 
 

@@ -35,8 +35,6 @@ def test_preprocessing_equals_transformers(tmp_path, config):
     theirs = CLIPImageProcessor.from_pretrained(tmp_path)
     for array in _pictures([(40, 52), (61, 33), (24, 24)]):
         expected = theirs(images=array, return_tensors="pt").pixel_values
-        from PIL import Image
-
         found = ours(torch.from_numpy(array).permute(2, 0, 1)[None].float() / 255)
         assert found.shape == expected.shape
         assert (found - expected).abs().max() < 1e-6
