@@ -60,10 +60,13 @@ def test_decoder_unet_reads_the_mask_the_pipeline_passes(tmp_path):
     assert max_difference(unmasked, expected) > 1e-3  # the mask matters in this comparison
 
 
-def test_super_resolution_unet_equals_diffusers(tmp_path):
+# Karlo's files turn the middle block's attention off (add_attention false, attention_head_dim null).
+@pytest.mark.parametrize("config", [SUPER_RES, dict(SUPER_RES, add_attention=False, attention_head_dim=None,
+                                                    layers_per_block=2, mid_block_scale_factor=1.5)])
+def test_super_resolution_unet_equals_diffusers(tmp_path, config):
     generator = torch.Generator().manual_seed(2)
     inputs = dict(sample=torch.randn(2, 6, 16, 16, generator=generator), timestep=torch.tensor([500, 0]))
-    assert_parity(check_parity(diffusers.UNet2DModel, UNet2DModel, SUPER_RES, inputs, tmp_path))
+    assert_parity(check_parity(diffusers.UNet2DModel, UNet2DModel, config, inputs, tmp_path))
 
 
 def _prior_inputs(batch: int = 3, mask: bool = True) -> dict:
