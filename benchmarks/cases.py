@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .harness import Case, Command, InProcess
-from .sides import digits, engine, ldm, models, schedulers
+from .sides import digits, engine, ldm, models, schedulers, unclip
 
 ROOT = Path(__file__).resolve().parents[1]
 DGRAPH = str(Path(sys.executable).parent / "dgraph")
@@ -71,6 +71,11 @@ CASES: list[Case] = [
     Case("pipeline.ldm_vs_loop", "the same LDM job: dgraph graph vs a hand-written loop over dgraph's modules",
          InProcess(ldm.dgraph_side, label="dgraph graph"), InProcess(ldm.loop_side, label="hand-written loop"),
          goal=1.05, atol=1e-5, rounds=3, warmup=1, repeat=3, prepare=ldm.prepare),
+    Case("pipeline.unclip_warm", f"unCLIP (Karlo's layout, random weights): prior {unclip.STEPS['prior']} + decoder "
+         f"{unclip.STEPS['decoder']} (32 px) + super-resolution {unclip.STEPS['super_res']} steps (64 px), guided: "
+         "dgraph graph vs UnCLIPPipeline (equal work)",
+         InProcess(unclip.dgraph_side, label="dgraph graph"), InProcess(unclip.diffusers_side, label="diffusers pipeline"),
+         goal=1.0, atol=1e-4, rounds=3, warmup=1, repeat=3, prepare=unclip.prepare),
     # ---- models and schedulers ------------------------------------------------------------------------
     Case("model.unet_load_forward", "92 M-parameter conditioned UNet: from_pretrained + first forward",
          InProcess(models.load_and_forward, {"library": "dgraph"}, label="dgraph"),

@@ -94,6 +94,10 @@ CONFIG_BOUNDS: dict[str, int] = {
     "attention_head_dim": 4096, "block_out_channels": 65536, "down_block_types": 32, "up_block_types": 32,
     "in_channels": 4096, "out_channels": 4096, "latent_channels": 4096, "cross_attention_dim": 65536,
     "sample_size": 16384, "num_train_timesteps": 1_000_000, "num_layers": 1024, "residual_channels": 65536,
+    # unCLIP's prior and text projection
+    "embedding_dim": 65536, "num_embeddings": 65536, "additional_embeddings": 1024, "time_embed_dim": 65536,
+    "embedding_proj_dim": 65536, "clip_embed_dim": 65536, "clip_embeddings_dim": 65536,
+    "clip_extra_context_tokens": 1024,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import cascades
+from . import cascades, unclip
 from .configuration import read_json
 from .errors import ConfigError, HubError, SourceError
 from .hub import Source, as_source, fetch_file
@@ -298,6 +298,8 @@ RECIPES: dict[str, PipelineRecipe] = {
                                                   "conditioned through its class embedding, in a DDIM loop with "
                                                   "classifier-free guidance -> the KL autoencoder's mel (16 kHz, 64 "
                                                   "bands) -> SpeechT5 HiFi-GAN -> a 16 kHz wav, from {repo}."),
+    "UnCLIPPipeline": PipelineRecipe(unclip.text_to_image, unclip.TEXT_TO_IMAGE_HEADER),
+    "UnCLIPImageVariationPipeline": PipelineRecipe(unclip.image_variation, unclip.IMAGE_VARIATION_HEADER),
 }
 
 
@@ -309,7 +311,8 @@ def _component_folders(source: Source, index: dict[str, Any]) -> dict[str, str |
             continue
         sub = source.join(name)
         marker = "scheduler_config.json" if "scheduler" in name else (
-            "tokenizer_config.json" if "tokenizer" in name else "config.json")
+            "tokenizer_config.json" if "tokenizer" in name else (
+                "preprocessor_config.json" if name in ("feature_extractor", "image_processor") else "config.json"))
         try:
             present = fetch_file(sub, marker, required=False) is not None
         except (HubError, SourceError):
@@ -376,6 +379,7 @@ DOWNLOADS = {
                                 "(estimated) activations of a few hundred MB for a 10 s clip; it runs on a CPU.",
 }
 
+DOWNLOADS.update(unclip.DOWNLOADS)
 DOWNLOADS["stabilityai/stable-diffusion-x4-upscaler"] = (
     "Downloads stabilityai/stable-diffusion-x4-upscaler: its UNet, CLIP text encoder and 4x VAE, and its two "
     "scheduler configs (DDIM for sampling, DDPM for noising the input).")

@@ -276,6 +276,15 @@ class AddedConditions(_Value):
 
 
 @dataclass(frozen=True)
+class ImageEmbedding(_Value):
+    """One CLIP image embedding per image ([batch, dim], not normalised), and the model whose space it is in
+    (a CLIP image encoder's projection, or a diffusion prior that predicts it)."""
+
+    embeds: torch.Tensor
+    encoder: str = ""
+
+
+@dataclass(frozen=True)
 class Latent(_Value):
     """A batch of latents ([batch, channels, ...]).
 
@@ -354,6 +363,14 @@ class Tokenizer(Port):
     """A tokenizer."""
 
 
+class ImageEncoder(Port):
+    """A CLIP image encoder with projection (CLIPVisionModelWithProjection)."""
+
+
+class TextProjection(Port):
+    """unCLIP's UnCLIPTextProjModel: CLIP embeddings into the decoder's context tokens and time embedding."""
+
+
 class Scheduler(Port):
     """A noise scheduler / sampler."""
 
@@ -372,6 +389,7 @@ VALUE_CLASSES: dict[type, str] = {
     AddedConditions: "AddedConditions",
     Tokens: "Tokens",
     TextEmbedding: "TextEmbedding",
+    ImageEmbedding: "ImageEmbedding",
     Latent: "Latent",
     Image: "Image",
     Audio: "Audio",

@@ -10,7 +10,7 @@ from pydantic import Field
 from dgraph.node import Context, node
 from dgraph.schedulers import (DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
                                EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
-                               LMSDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
+                               LMSDiscreteScheduler, PNDMScheduler, UnCLIPScheduler, UniPCMultistepScheduler)
 from dgraph.schedulers.base import Scheduler as SchedulerBase
 from dgraph.types import Scheduler, Source
 
@@ -101,3 +101,23 @@ scheduler_euler_ancestral = family_node("euler_ancestral")
 scheduler_heun = family_node("heun")
 scheduler_lms = family_node("lms")
 scheduler_unipc = family_node("unipc")
+
+
+# unCLIP's sampler has a fixed cosine schedule and spacing of its own, so it takes none of COMMON's keys.
+@node("scheduler.unclip", description="UnCLIPScheduler (Karlo's prior, decoder and super-resolution sampler) from "
+                                      "parameters or a config file.")
+def scheduler_unclip(ctx: Context, config: Optional[Source] = None,
+                     num_train_timesteps: Optional[Annotated[int, Field(ge=2, le=100_000)]] = None,
+                     variance_type: Optional[Literal["fixed_small_log", "learned_range"]] = None,
+                     clip_sample: Optional[bool] = None,
+                     clip_sample_range: Optional[Annotated[float, Field(gt=0)]] = None,
+                     prediction_type: Optional[Literal["epsilon", "sample"]] = None) -> Scheduler:
+    """An UnCLIPScheduler, from parameters or a scheduler_config.json.
+
+    config: a scheduler_config.json source (folder, hf://repo/scheduler@rev, pkg://...); parameters override it
+    variance_type: fixed_small_log (the prior, super-resolution) or learned_range (the decoder's learned variance)
+    clip_sample: clip the predicted x0 to [-clip_sample_range, clip_sample_range]
+    """
+    return build_scheduler(UnCLIPScheduler, ctx, config, dict(
+        num_train_timesteps=num_train_timesteps, variance_type=variance_type, clip_sample=clip_sample,
+        clip_sample_range=clip_sample_range, prediction_type=prediction_type))

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from dgraph.errors import ConfigError
+from dgraph.models import PriorTransformer, UnCLIPTextProjModel
 from dgraph.models.unet_2d import UNet2DModel
 from dgraph.schedulers import DDPMScheduler
 
@@ -15,6 +16,8 @@ from dgraph.schedulers import DDPMScheduler
     (UNet2DModel, "block_out_channels", [64, 10_000_000], "[64, 10000000]"),
     (UNet2DModel, "sample_size", float("nan"), "nan"),
     (DDPMScheduler, "num_train_timesteps", 1e10, "10000000000.0"),
+    (PriorTransformer, "num_embeddings", 10 ** 9, "1000000000"),
+    (UnCLIPTextProjModel, "clip_extra_context_tokens", 10 ** 7, "10000000"),
 ])
 def test_sizes_over_their_bound_are_refused_at_once(cls, key, value, shown):
     started = time.perf_counter()

@@ -14,10 +14,12 @@ from .modeling import ModelMixin
 def model_classes() -> dict[str, type[ModelMixin]]:
     """Every model class dgraph provides, by its (diffusers) class name."""
     from . import (AutoencoderKL, DiffWaveModel, DiTTransformer2DModel, FastDiffModel, HiFiGANGenerator, LDMBertModel,
-                   PixArtTransformer2DModel, UNet2DConditionModel, UNet2DModel, UNet3DConditionModel, VQModel)
+                   PixArtTransformer2DModel, PriorTransformer, UNet2DConditionModel, UNet2DModel, UNet3DConditionModel,
+                   UnCLIPTextProjModel, VQModel)
 
     classes = (UNet2DModel, UNet2DConditionModel, UNet3DConditionModel, AutoencoderKL, VQModel, LDMBertModel,
-               FastDiffModel, DiffWaveModel, HiFiGANGenerator, DiTTransformer2DModel, PixArtTransformer2DModel)
+               FastDiffModel, DiffWaveModel, HiFiGANGenerator, DiTTransformer2DModel, PixArtTransformer2DModel,
+               PriorTransformer, UnCLIPTextProjModel)
     return {cls.__name__: cls for cls in classes}
 
 

@@ -16,11 +16,13 @@ from .layers.embeddings import TimestepEmbedding, Timesteps
 from .layers.unet_2d_blocks import (AttnDownBlock2D, AttnUpBlock2D, DownBlock2D, ResnetOptions, UNetMidBlock2D,
                                     UpBlock2D, check_block_types)
 from .layers.attention import rename_legacy_attention_keys
+from .layers.unet_2d_resample_blocks import ResnetDownsampleBlock2D, ResnetUpsampleBlock2D
 from .modeling import ModelMixin
 from .outputs import ModelOutput, model_output
 
-_DOWN_TYPES = ("DownBlock2D", "AttnDownBlock2D")
-_UP_TYPES = ("UpBlock2D", "AttnUpBlock2D")
+# The resnet-resampling blocks are those of unCLIP's super-resolution UNets.
+_DOWN_TYPES = ("DownBlock2D", "AttnDownBlock2D", "ResnetDownsampleBlock2D")
+_UP_TYPES = ("UpBlock2D", "AttnUpBlock2D", "ResnetUpsampleBlock2D")
 
 
 class UNet2DModel(ModelMixin):
@@ -87,6 +89,8 @@ class UNet2DModel(ModelMixin):
             last = i == len(channels) - 1
             if block_type == "DownBlock2D":
                 block = DownBlock2D(in_ch, out_ch, layers_per_block, resnet, not last, downsample_padding)
+            elif block_type == "ResnetDownsampleBlock2D":
+                block = ResnetDownsampleBlock2D(in_ch, out_ch, layers_per_block, resnet, not last)
             else:
                 block = AttnDownBlock2D(in_ch, out_ch, layers_per_block, resnet, not last, downsample_padding,
                                         attention_head_dim)
@@ -108,6 +112,8 @@ class UNet2DModel(ModelMixin):
             last = i == len(channels) - 1
             if block_type == "UpBlock2D":
                 block = UpBlock2D(skip_ch, prev_ch, out_ch, layers_per_block + 1, resnet, not last)
+            elif block_type == "ResnetUpsampleBlock2D":
+                block = ResnetUpsampleBlock2D(skip_ch, prev_ch, out_ch, layers_per_block + 1, resnet, not last)
             else:
                 block = AttnUpBlock2D(skip_ch, prev_ch, out_ch, layers_per_block + 1, resnet, not last,
                                       attention_head_dim)

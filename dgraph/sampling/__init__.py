@@ -8,6 +8,8 @@ from .denoisers import (CONDITIONING_KINDS, ClassifierFreeGuidance, DynamicThres
                         VocoderDenoiser, network_conditioning)
 from .loop import sample
 from .super_resolution import ImageConditionedDenoiser, noise_augment
+from .unclip import DecoderDenoiser, decoder_conditioning, upscale
 
-__all__ = ["CONDITIONING_KINDS", "ClassifierFreeGuidance", "DynamicThresholding", "ImageConditionedDenoiser",
+__all__ = ["CONDITIONING_KINDS", "ClassifierFreeGuidance", "DecoderDenoiser", "DynamicThresholding",
+           "ImageConditionedDenoiser", "decoder_conditioning", "upscale",
            "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample"]

@@ -13,6 +13,7 @@ from ..schedulers.base import SamplingRun, fit_image_to_noise
 def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: SamplingRun, noise: torch.Tensor,
            generator: torch.Generator | None = None, callback: Callable[[int, int], None] | None = None,
            clamp: float | None = None, image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+           final_denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
            **step_options) -> torch.Tensor:
     """Denoise `noise` (standard normal) over the timesteps of `run` (all, or the window `run.partial` chose).
 
@@ -30,7 +31,8 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
     raises). `clamp` clips the sample to [-clamp, clamp] after every step (DiffWave's sampler does, for
     audio). `step_options` go to each `run.step` (e.g. `eta` for DDIM). A model output with learned-variance
     channels (twice the sample's, as DiT's and PixArt's) keeps only the prediction for samplers that do not
-    read a variance, as diffusers' pipelines do.
+    read a variance, as diffusers' pipelines do. `final_denoiser`, when given, makes the last step's prediction
+    instead of `denoiser` (unCLIP's super-resolution stage has a network trained for that step alone).
     """
     timesteps = run.loop_timesteps
     total = len(timesteps)
@@ -46,7 +48,8 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
             run.set_begin_index(0)  # the pipeline always sets one: the blend then noises to the current step
         x = run.initial_sample(noise, image if run.begin_index > 0 else None)
     for i, t in enumerate(timesteps):
-        model_output = denoiser(run.scale_model_input(x, t), t)
+        step_denoiser = final_denoiser if final_denoiser is not None and i == total - 1 else denoiser
+        model_output = step_denoiser(run.scale_model_input(x, t), t)
         if model_output.shape[1] == 2 * x.shape[1] and not run.reads_learned_variance:
             model_output = model_output[:, : x.shape[1]]  # a learned variance this sampler has no use for
         x = run.step(model_output, t, x, generator=generator, **step_options).prev_sample

@@ -30,6 +30,7 @@ from .heun import HeunDiscreteScheduler
 from .lms import LMSDiscreteScheduler
 from .partial import Window, partial_window
 from .pndm import PNDMScheduler
+from .unclip import UnCLIPScheduler
 from .unipc import UniPCMultistepScheduler
 from .vocoder_schedules import (DIFFWAVE_BETAS_6, ExplicitBetaSchedule, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_BETAS_3,
                                 FASTDIFF_BETAS_4, FASTDIFF_BETAS_6, FASTDIFF_BETAS_8, FASTDIFF_LJSPEECH_BETAS_4,
@@ -39,7 +40,7 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
     cls.__name__: cls
     for cls in (DDPMScheduler, DDIMScheduler, PNDMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
                 EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, HeunDiscreteScheduler,
-                LMSDiscreteScheduler, UniPCMultistepScheduler)
+                LMSDiscreteScheduler, UniPCMultistepScheduler, UnCLIPScheduler)
 }
 
 
@@ -86,7 +87,7 @@ __all__ = [
     "Window", "partial_window",
     "DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DEISMultistepScheduler", "DPMSolverMultistepScheduler",
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
-    "UniPCMultistepScheduler",
+    "UniPCMultistepScheduler", "UnCLIPScheduler",
     "FASTDIFF_BETAS", "FASTDIFF_BETAS_3", "FASTDIFF_BETAS_4", "FASTDIFF_BETAS_6", "FASTDIFF_BETAS_8",
     "FASTDIFF_LJSPEECH_BETAS_4", "FASTDIFF_TRAINING", "DIFFWAVE_BETAS_6", "DIFFWAVE_TRAINING", "fractional_timesteps", "ExplicitBetaSchedule",
 ]

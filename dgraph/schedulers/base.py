@@ -326,6 +326,9 @@ class Scheduler(ConfigMixin):
     order: ClassVar[int] = 1
     # What `start(n, **options)` takes beyond the schedule, declared by each family.
     run_options: ClassVar[Mapping[str, RunOption]] = {}
+    # Whether this family reads the other families' configs (swap samplers on one model); a family with a
+    # fixed schedule of its own (unCLIP's) does not, and diffusers lists it as compatible only with itself.
+    shares_configs: ClassVar[bool] = True
 
     def _init_schedule(self, num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
                        trained_betas, rescale_betas_zero_snr: bool = False) -> None:
@@ -487,7 +490,9 @@ class Scheduler(ConfigMixin):
         """The scheduler classes that can be built from this one's config (every family reads every other's)."""
         from . import SCHEDULERS  # the registry imports this module
 
-        return list(SCHEDULERS.values())
+        if not self.shares_configs:
+            return [type(self)]
+        return [cls for cls in SCHEDULERS.values() if cls.shares_configs]
 
     def scale_model_input(self, sample: torch.Tensor, timestep: float | torch.Tensor | None = None) -> torch.Tensor:
         return self._run().scale_model_input(sample, timestep)

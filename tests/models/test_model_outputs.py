@@ -117,5 +117,5 @@ def test_score_sde_skip_blocks_are_refused_by_name():
     with pytest.raises(ConfigError) as error:
         UNet2DModel(**config)
     assert str(error.value) == ("UNet2DModel: down_block_types 'SkipDownBlock2D', 'AttnSkipDownBlock2D' not supported; "
-                                "supported: DownBlock2D, AttnDownBlock2D")
+                                "supported: DownBlock2D, AttnDownBlock2D, ResnetDownsampleBlock2D")
 

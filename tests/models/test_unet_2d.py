@@ -100,7 +100,7 @@ def test_unsupported_block_type_is_a_config_error():
         UNet2DModel(down_block_types=("DownBlock2D", "SkipDownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
                     block_out_channels=(8, 8), norm_num_groups=4)
     assert str(error.value) == ("UNet2DModel: down_block_types 'SkipDownBlock2D' not supported; supported: "
-                                "DownBlock2D, AttnDownBlock2D")
+                                "DownBlock2D, AttnDownBlock2D, ResnetDownsampleBlock2D")
 
 
 def test_config_file_round_trips(tmp_path):

@@ -60,8 +60,12 @@ def test_scheduler_api_is_the_default_run(name):
     scheduler.set_timesteps(8)
     generator = torch.Generator().manual_seed(5)
     x = initial_sample() * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        x = scheduler.step(model(scheduler.scale_model_input(x, t), t), t, x, generator=generator).prev_sample
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        # unCLIP's step, as diffusers', goes to t - 1 unless told the next timestep (as its pipelines tell it).
+        extra = {"prev_timestep": int(timesteps[i + 1]) if i + 1 < len(timesteps) else None} \
+            if name == "UnCLIPScheduler" else {}
+        x = scheduler.step(model(scheduler.scale_model_input(x, t), t), t, x, generator=generator, **extra).prev_sample
     assert torch.equal(x, expected)
     assert scheduler.step_index == len(scheduler.timesteps)
 
