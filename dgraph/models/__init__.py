@@ -11,7 +11,9 @@ from .ldm_bert import LDMBertModel
 from .bert import BertModel
 from .dit_transformer_2d import DiTTransformer2DModel
 from .pixart_transformer_2d import PixArtTransformer2DModel
+from .glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideText2ImUNet
 
 __all__ = ["ModelMixin", "ModelOutput", "model_output", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel",
            "AutoencoderKL", "VQModel", "LDMBertModel", "BertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator",
-           "DiTTransformer2DModel", "PixArtTransformer2DModel"]
+           "DiTTransformer2DModel", "PixArtTransformer2DModel",
+           "GlideText2ImUNet", "GlideCLIPImageEncoder", "GlideCLIPTextEncoder"]
