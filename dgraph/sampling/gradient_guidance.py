@@ -1,0 +1,94 @@
+"""Guidance that acts inside the sampler's step: a guidance gradient, and a transform of the predicted x0.
+
+Classifier guidance (Dhariwal & Nichol 2021) and CLIP guidance (GLIDE, Nichol et al. 2022, §3.2) are
+one idea: a function g(x_t, t) = ∇ log p(y | x_t), scaled; the sampler moves its step with it — DDPM
+shifts the posterior mean by its variance times g (`condition_mean`), DDIM shifts the noise by
+-sqrt(1 - alpha_bar) · g (`condition_score`). Inpainting by replacement sets the known part of the
+predicted x0 before it is clipped (`denoised_fn`). A denoiser wrapper offers these as its `gradient(x, t)`
+and `x0_transform(x0, t)` methods; the sampling loop collects them (`guidance_hooks`) at every step and
+hands them to the scheduler's step. Wrappers pass the hooks of what they wrap through, so they stack.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .denoisers import DenoiserFn
+
+GradientFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class GuidanceWrapper:
+    """A denoiser wrapper whose output is the wrapped denoiser's and whose hooks it passes through."""
+
+    def __init__(self, denoiser: DenoiserFn):
+        self.denoiser = denoiser
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.denoiser(x, t)
+
+    def gradient(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor | None:
+        inner = getattr(self.denoiser, "gradient", None)
+        return inner(x, t) if callable(inner) else None
+
+    def x0_transform(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        inner = getattr(self.denoiser, "x0_transform", None)
+        return inner(x0, t) if callable(inner) else x0
+
+
+class GradientGuidance(GuidanceWrapper):
+    """`denoiser`'s output, plus `scale · gradient_fn(x, t)` as this step's guidance gradient (added to any
+    gradient the wrapped denoiser gives)."""
+
+    def __init__(self, denoiser: DenoiserFn, gradient_fn: GradientFn, scale: float = 1.0):
+        super().__init__(denoiser)
+        self.gradient_fn, self.scale = gradient_fn, scale
+
+    def gradient(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        own = self.scale * self.gradient_fn(x, t).to(x.dtype)
+        inner = super().gradient(x, t)
+        return own if inner is None else inner + own
+
+
+def guidance_hooks(denoiser: DenoiserFn, x: torch.Tensor, t: torch.Tensor) -> dict:
+    """The step options a denoiser's guidance hooks give at (x, t): `gradient`, `x0_transform` (none for a
+    denoiser without them)."""
+    hooks = {}
+    gradient = getattr(denoiser, "gradient", None)
+    if callable(gradient):
+        value = gradient(x, t)
+        if value is not None:
+            hooks["gradient"] = value
+    transform = getattr(denoiser, "x0_transform", None)
+    if callable(transform):
+        hooks["x0_transform"] = lambda x0: transform(x0, t)
+    return hooks
+
+
+def unit(features: torch.Tensor) -> torch.Tensor:
+    """Features divided by their L2 norm (GLIDE's CLIP adds 1e-12 to the norm)."""
+    return features / (torch.linalg.norm(features, dim=-1, keepdim=True) + 1e-12)
+
+
+class CLIPGradient:
+    """∇_x of the temperature-scaled cosine similarity between a noised-CLIP image embedding of x_t (at t) and
+    fixed text features: GLIDE's CLIP guidance, summed over the batch as the release sums it.
+
+    image_encoder: `(pixels 0..255, timesteps) -> features` (GlideCLIPImageEncoder); text_features: (B or 1, D);
+    temperature: the multiplier of the similarity (the release's exp(logit_scale) = 100).
+    """
+
+    def __init__(self, image_encoder: torch.nn.Module, text_features: torch.Tensor, temperature: float = 100.0):
+        self.image_encoder, self.temperature = image_encoder, temperature
+        self.text = unit(text_features.detach())
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        parameter = next(self.image_encoder.parameters())
+        timesteps = torch.as_tensor(t, device=parameter.device).reshape(-1).long().expand(x.shape[0])
+        with torch.enable_grad():
+            sample = x.detach().to(parameter.device, parameter.dtype).requires_grad_(True)
+            image = unit(self.image_encoder((sample + 1) * 127.5, timesteps))
+            loss = self.temperature * (self.text.to(image) * image).sum()
+            gradient, = torch.autograd.grad(loss, sample)
+        return gradient.to(x.device, x.dtype)
