@@ -28,7 +28,8 @@ def _vae_geometry(vae) -> tuple[int, int, float, str]:
 def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = None, height: Optional[Size] = None,
                  width: Optional[Size] = None, network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
                  vae: Optional[VAE] = None, context: Optional[TextEmbedding] = None,
-                 class_labels: Optional[ClassLabels] = None, images_per_prompt: Size = 1) -> Latent:
+                 class_labels: Optional[ClassLabels] = None, images_per_prompt: Size = 1,
+                 temperature: Annotated[float, Field(gt=0, le=10)] = 1.0) -> Latent:
     """Noise drawn on the CPU and moved to the node's device, so a seed gives the same latents everywhere.
 
     channels: latent channels (default: the VAE's latent channels, else the network's input channels, else 4)
@@ -40,6 +41,7 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     context: text conditioning; its batch (the number of prompts) replaces batch_size
     class_labels: class conditioning; its batch (the number of labels) replaces batch_size
     images_per_prompt: latents per prompt (the batch is batch_size × images_per_prompt)
+    temperature: multiplies the noise (GLIDE's upsampler starts from 0.997 of it)
     """
     scaling, name, factor = 1.0, "", 1
     if context is not None:
@@ -61,6 +63,8 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
         raise DgraphError(f"height {height} and width {width} must be multiples of the VAE's factor {factor}")
     shape = (batch_size * images_per_prompt, channels, height // factor, width // factor)
     noise = torch.randn(shape, generator=ctx.generator(), dtype=torch.float32)
+    if temperature != 1.0:
+        noise = noise * temperature
     return Latent(noise.to(ctx.device), scaling_factor=scaling, autoencoder=name)
 
 
@@ -74,6 +78,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
                 s_tmax: Optional[Annotated[float, Field(ge=0)]] = None,
                 s_noise: Optional[Annotated[float, Field(gt=0)]] = None,
                 order: Optional[Annotated[int, Field(ge=1, le=4)]] = None,
+                respacing: Optional[Annotated[str, Field(max_length=200)]] = None,
                 clamp: Optional[Annotated[float, Field(gt=0)]] = None) -> Latent:
     """Progress is reported per step; a cancellation takes effect between two steps.
 
@@ -88,10 +93,11 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     s_tmax: Euler: churn only at sigmas at or below this (default: no limit)
     s_noise: Euler: scale of the churn noise
     order: LMS: how many past slopes each step uses (default 4)
+    respacing: DDPM / DDIM: the timesteps of a GLIDE respacing ("100", "27", "fast27", "10,5,3", "ddim50"); replaces steps
     clamp: clip the sample to [-clamp, clamp] after every step (DiffWave clamps audio at 1)
     """
     given = dict(eta=eta, use_clipped_model_output=use_clipped_model_output, s_churn=s_churn, s_tmin=s_tmin,
-                 s_tmax=s_tmax, s_noise=s_noise, order=order)
+                 s_tmax=s_tmax, s_noise=s_noise, order=order, respacing=respacing)
     try:
         options = select_run_options(scheduler, given)
     except ConfigError as error:

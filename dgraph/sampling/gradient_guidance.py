@@ -64,31 +64,3 @@ def guidance_hooks(denoiser: DenoiserFn, x: torch.Tensor, t: torch.Tensor) -> di
     if callable(transform):
         hooks["x0_transform"] = lambda x0: transform(x0, t)
     return hooks
-
-
-def unit(features: torch.Tensor) -> torch.Tensor:
-    """Features divided by their L2 norm (GLIDE's CLIP adds 1e-12 to the norm)."""
-    return features / (torch.linalg.norm(features, dim=-1, keepdim=True) + 1e-12)
-
-
-class CLIPGradient:
-    """∇_x of the temperature-scaled cosine similarity between a noised-CLIP image embedding of x_t (at t) and
-    fixed text features: GLIDE's CLIP guidance, summed over the batch as the release sums it.
-
-    image_encoder: `(pixels 0..255, timesteps) -> features` (GlideCLIPImageEncoder); text_features: (B or 1, D);
-    temperature: the multiplier of the similarity (the release's exp(logit_scale) = 100).
-    """
-
-    def __init__(self, image_encoder: torch.nn.Module, text_features: torch.Tensor, temperature: float = 100.0):
-        self.image_encoder, self.temperature = image_encoder, temperature
-        self.text = unit(text_features.detach())
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        parameter = next(self.image_encoder.parameters())
-        timesteps = torch.as_tensor(t, device=parameter.device).reshape(-1).long().expand(x.shape[0])
-        with torch.enable_grad():
-            sample = x.detach().to(parameter.device, parameter.dtype).requires_grad_(True)
-            image = unit(self.image_encoder((sample + 1) * 127.5, timesteps))
-            loss = self.temperature * (self.text.to(image) * image).sum()
-            gradient, = torch.autograd.grad(loss, sample)
-        return gradient.to(x.device, x.dtype)

@@ -25,3 +25,14 @@ class KnownRegion(GuidanceWrapper):
         x0 = super().x0_transform(x0, t)
         mask = self.mask.to(x0.device, x0.dtype)
         return x0 * (1 - mask) + self.image.to(x0.device, x0.dtype) * mask
+
+
+def known_mask(mask: torch.Tensor, size: tuple[int, int] | None = None, invert: bool = False) -> torch.Tensor:
+    """A (B, 1, H, W) 0/1 mask, 1 where the image is known, from mask pixels in [0, 1] (B, C, h, w): the first
+    channel, resized to `size` by nearest neighbour (as GLIDE's notebook enlarges its 64-pixel mask for the
+    upsampler) and rounded. `invert` for masks drawn white where the image is to be painted."""
+    mask = mask[:, :1].float()
+    if size is not None and tuple(mask.shape[-2:]) != tuple(size):
+        mask = torch.nn.functional.interpolate(mask, size, mode="nearest")
+    mask = (mask > 0.5).to(mask.dtype)
+    return 1 - mask if invert else mask
