@@ -103,3 +103,24 @@ def test_the_cli_needs_a_preset_for_an_unknown_file_name(tmp_path, capsys):
     checkpoint = official_checkpoint("base", tmp_path)
     assert main(["convert", "glide", str(checkpoint), "-o", str(tmp_path / "out")]) != 0
     assert "not one of the release's file names (base.pt, upsample.pt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(image_size=32, channel_mult=""), "channel_mult is empty and image_size 32 has no default"),
+    (dict(image_size=64, channel_mult="1,2"), "has 2 levels, which the official code allows only for image_size 16"),
+    (dict(attention_resolutions="8,x"), "attention_resolutions '8,x' is not a comma-separated list"),
+])
+def test_options_the_official_code_refuses_are_refused_by_name(options, message):
+    from dgraph.errors import ConfigError
+    from dgraph.models.glide import GlideText2ImUNet
+
+    with torch.device("meta"), pytest.raises(ConfigError, match=message):
+        GlideText2ImUNet(**options)
+
+
+def test_unknown_options_are_named():
+    from dgraph.convert.glide import convert_glide
+    from dgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_chanels is not an option of create_model_and_diffusion"):
+        convert_glide({}, options={"num_chanels": 64})
