@@ -81,7 +81,7 @@ def glide_denoiser(network: DenoiserNetwork, tokens: Tokens, low_res: Optional[I
     elif inpaint_image is not None or inpaint_mask is not None:
         raise DgraphError("this GLIDE model does not inpaint (inpaint is false): remove `inpaint_image:` and "
                           "`inpaint_mask:`")
-    return ModelDenoiser(network, tokens.input_ids, tokens.attention_mask, **images)
+    return ModelDenoiser(network, tokens=tokens.input_ids, tokens_mask=tokens.attention_mask, **images)
 
 
 @node("guidance.clip", description="CLIP guidance (GLIDE): the noised CLIP's similarity to the prompt, its "

@@ -34,8 +34,8 @@ def replayed_noise(monkeypatch):
 
 def prompt_denoisers(model, folder, prompt: str, **images):
     batch = tokenize(load_tokenizer(folder), [prompt, ""])
-    cond = ModelDenoiser(model, batch.input_ids[:1], batch.attention_mask[:1], **images)
-    uncond = ModelDenoiser(model, batch.input_ids[1:], batch.attention_mask[1:], **images)
+    cond = ModelDenoiser(model, tokens=batch.input_ids[:1], tokens_mask=batch.attention_mask[:1], **images)
+    uncond = ModelDenoiser(model, tokens=batch.input_ids[1:], tokens_mask=batch.attention_mask[1:], **images)
     return cond, uncond
 
 
@@ -59,7 +59,8 @@ def test_the_upsampler_matches_the_notebooks_respaced_ddim(folders):
     folder = folders["upsample"]
     model = load_model(folder)
     batch = tokenize(load_tokenizer(folder), [settings["prompt"]])
-    denoiser = ModelDenoiser(model, batch.input_ids, batch.attention_mask, low_res=data["upsample_run.low_res"])
+    denoiser = ModelDenoiser(model, tokens=batch.input_ids, tokens_mask=batch.attention_mask,
+                             low_res=data["upsample_run.low_res"])
     scheduler = DDIMScheduler.from_config(DDPMScheduler.load_config(folder))
     run = scheduler.start(None, respacing=settings["respacing"], use_clipped_model_output=True)
     assert len(run) == 27
@@ -75,7 +76,7 @@ def test_clip_guidance_matches_the_notebook(folders, replayed_noise):
     text = tokenize(load_tokenizer(folders["clip-text"]), [settings["prompt"]])
     with torch.no_grad():
         features = text_encoder(text.input_ids, text.attention_mask.sum(dim=1))
-    guided = GradientGuidance(ModelDenoiser(model, batch.input_ids, batch.attention_mask),
+    guided = GradientGuidance(ModelDenoiser(model, tokens=batch.input_ids, tokens_mask=batch.attention_mask),
                               CLIPGradient(image_encoder, features, image_encoder.config.logit_scale), settings["scale"])
     run = DDPMScheduler.from_pretrained(folders["base"]).start(respacing=settings["respacing"])
     replayed_noise(data["clip_run.noise"])
@@ -98,3 +99,19 @@ def test_inpainting_matches_the_notebook(folders, replayed_noise):
     replayed_noise(data["inpaint_run.noise"])
     out = sample(denoiser, scheduler.start(respacing=settings["respacing"]), data["inpaint_run.start"])
     assert close(out, data["inpaint_run.out"]) < 1e-4
+
+
+def test_clip_guidance_under_ddim_shifts_the_noise_as_the_official_code(folders):
+    data, settings = tensors(), info()["clip_ddim_run"]
+    model = load_model(folders["base"])
+    batch = tokenize(load_tokenizer(folders["base"]), [settings["prompt"]])
+    image_encoder, text_encoder = load_model(folders["clip-image"]), load_model(folders["clip-text"])
+    text = tokenize(load_tokenizer(folders["clip-text"]), [settings["prompt"]])
+    with torch.no_grad():
+        features = text_encoder(text.input_ids, text.attention_mask.sum(dim=1))
+    guided = GradientGuidance(ModelDenoiser(model, tokens=batch.input_ids, tokens_mask=batch.attention_mask),
+                              CLIPGradient(image_encoder, features, image_encoder.config.logit_scale), settings["scale"])
+    scheduler = DDIMScheduler.from_config(DDPMScheduler.load_config(folders["base"]))
+    run = scheduler.start(None, respacing=settings["respacing"], use_clipped_model_output=True)
+    out = sample(guided, run, data["clip_ddim_run.start"])
+    assert close(out, data["clip_ddim_run.out"]) < 1e-4

@@ -37,15 +37,15 @@ def generator(name: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(SEED, name))
 
 
-def tokens(folder: Path, text: str):
+def tokens(folder: Path, text: str) -> dict:
     batch = tokenize(load_tokenizer(folder), [text])
-    return batch.input_ids, batch.attention_mask
+    return dict(tokens=batch.input_ids, tokens_mask=batch.attention_mask)
 
 
 def upsampled(folder: Path, low_res: torch.Tensor) -> torch.Tensor:
     """The upsampler's half of glide.yaml, as library calls."""
     model = load_model(folder)
-    denoiser = ModelDenoiser(model, *tokens(folder, PROMPT), low_res=quantize_8bit(low_res))
+    denoiser = ModelDenoiser(model, **tokens(folder, PROMPT), low_res=quantize_8bit(low_res))
     run = DDIMScheduler.from_config(DDPMScheduler.load_config(folder)).start(
         None, respacing="fast27", use_clipped_model_output=True)
     noise = torch.randn(1, 3, 16, 16, generator=generator("upsampler_noise")) * 0.997
@@ -67,8 +67,8 @@ def test_glide_workflow_is_the_guided_base_then_the_upsampler(folders):
     out = graph.execute(outputs=["image", "image_64"], seed=SEED, prompt=PROMPT, respacing="10")
 
     base = load_model(folders["base"])
-    cond = ModelDenoiser(base, *tokens(folders["base"], PROMPT))
-    uncond = ModelDenoiser(base, *tokens(folders["base"], ""))
+    cond = ModelDenoiser(base, **tokens(folders["base"], PROMPT))
+    uncond = ModelDenoiser(base, **tokens(folders["base"], ""))
     run = DDPMScheduler.from_pretrained(folders["base"]).start(respacing="10")
     low = sample(ClassifierFreeGuidance(cond, uncond, 3.0), run, torch.randn(1, 3, 16, 16, generator=generator("noise")),
                  generator=generator("sample"))
@@ -86,7 +86,7 @@ def test_clip_guided_workflow_is_the_clip_guided_base_then_the_upsampler(folders
 
     base = load_model(folders["base"])
     clip = load_noised_clip(folders["clip-image"], folders["clip-text"])
-    guided = GradientGuidance(ModelDenoiser(base, *tokens(folders["base"], PROMPT)), clip.gradient([PROMPT], 16), 3.0)
+    guided = GradientGuidance(ModelDenoiser(base, **tokens(folders["base"], PROMPT)), clip.gradient([PROMPT], 16), 3.0)
     run = DDPMScheduler.from_pretrained(folders["base"]).start(respacing="10")
     low = sample(guided, run, torch.randn(1, 3, 16, 16, generator=generator("noise")), generator=generator("sample"))
     assert (out.image_64.tensor - low).abs().max().item() < 1e-6

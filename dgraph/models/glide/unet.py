@@ -77,7 +77,7 @@ class GlideText2ImUNet(ModelMixin):
     """GLIDE's UNet with its own text transformer (see the module docstring)."""
 
     # What a sampling loop's denoiser may pass (conditioning kind -> forward keyword).
-    conditioning: ClassVar[dict[str, str]] = {"context": "tokens", "context_mask": "mask", "low_res": "low_res",
+    conditioning: ClassVar[dict[str, str]] = {"tokens": "tokens", "tokens_mask": "mask", "low_res": "low_res",
                                               "inpaint_image": "inpaint_image", "inpaint_mask": "inpaint_mask"}
     # The official forward's name for the timestep argument.
     timestep_argument: ClassVar[str] = "timesteps"
