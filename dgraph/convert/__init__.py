@@ -30,8 +30,8 @@ CONVERTERS: dict[str, Callable[..., tuple[torch.nn.Module, list[str]]]] = {
     "hifigan": convert_hifigan,
     "glide": convert_glide,
 }
-# What a family writes into the folder beside the model: (model, folder) -> None.
-FOLDER_EXTRAS: dict[str, Callable[[torch.nn.Module, Path], None]] = {"glide": write_glide_extras}
+# What a family writes into the folder beside the model: (model, folder, **the converter's options) -> None.
+FOLDER_EXTRAS: dict[str, Callable[..., None]] = {"glide": write_glide_extras}
 
 
 def convert(family: str, checkpoint: str | os.PathLike, output_dir: str | os.PathLike, **options: Any) -> Path:
@@ -51,7 +51,7 @@ def convert(family: str, checkpoint: str | os.PathLike, output_dir: str | os.Pat
                        type(model).__name__, ", ".join(unused[:10]))
     model.save_pretrained(output_dir)
     if family in FOLDER_EXTRAS:
-        FOLDER_EXTRAS[family](model, Path(output_dir))
+        FOLDER_EXTRAS[family](model, Path(output_dir), **options)
     return Path(output_dir)
 
 

@@ -11,13 +11,17 @@ key filled, or the conversion fails naming them.
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from ..configuration import write_text_atomic
 from ..errors import ConfigError, WeightsError
 from ..models.glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideText2ImUNet
+from ..text.glide_tokenizer import write_tokenizer
 from .checkpoint import tensors_only
 
 # model_and_diffusion_defaults() of the release, with the diffusion options it pairs them with.
@@ -224,21 +228,17 @@ def convert_glide(checkpoint: dict[str, Any], preset: str | None = None,
                            f"preset of the released file ({', '.join(f'{f}: {p}' for f, p in RELEASED_FILES.items())}) "
                            f"or pass the options that built it")
     model.load_state_dict({k: renamed[k].contiguous() for k in expected}, strict=True, assign=True)
-    model.glide_options = {**PRESETS[preset or "base"], **(options or {})}
-    model.glide_preset = preset
     return model, []
 
 
-def write_glide_extras(model: torch.nn.Module, folder) -> None:
-    """Beside a converted UNet: its tokenizer (padding to text_ctx) and its diffusion as scheduler_config.json;
-    beside the CLIP text encoder: CLIP's tokenizer (padding to max_text_len)."""
-    from ..configuration import write_text_atomic
-    from ..text.glide_tokenizer import write_tokenizer
-    import json
-
+def write_glide_extras(model: torch.nn.Module, folder: Path, preset: str | None = None,
+                       options: Mapping[str, Any] | None = None) -> None:
+    """Beside a converted UNet: its tokenizer (padding to text_ctx) and its diffusion (the preset's or the
+    options' diffusion_steps and noise_schedule) as scheduler_config.json; beside the CLIP text encoder:
+    CLIP's tokenizer (padding to max_text_len)."""
     if isinstance(model, GlideText2ImUNet):
         write_tokenizer(folder, "glide", int(model.config.text_ctx))
-        options = unet_options({k: v for k, v in model.glide_options.items() if k in _BASE})
-        write_text_atomic(folder / "scheduler_config.json", json.dumps(scheduler_config(options), indent=2) + "\n")
+        chosen = unet_options({**(PRESETS[preset] if preset else {}), **(options or {})})
+        write_text_atomic(folder / "scheduler_config.json", json.dumps(scheduler_config(chosen), indent=2) + "\n")
     elif isinstance(model, GlideCLIPTextEncoder):
         write_tokenizer(folder, "clip", int(model.config.max_text_len))

@@ -7,11 +7,11 @@ inside a `ModelDenoiser` (a UNet, a DiT or PixArt transformer, ...) declares the
 from .denoisers import (CONDITIONING_KINDS, ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser,
                         VocoderDenoiser, network_conditioning)
 from .clip_guidance import CLIPGradient, NoisedCLIP, load_noised_clip
-from .gradient_guidance import GradientGuidance, GuidanceWrapper, guidance_hooks
+from .gradient_guidance import ClassifierGradient, GradientGuidance, GuidanceWrapper, guidance_hooks
 from .inpainting import KnownRegion
 from .loop import sample
 from .super_resolution import ImageConditionedDenoiser, noise_augment
 
-__all__ = ["CONDITIONING_KINDS", "CLIPGradient", "ClassifierFreeGuidance", "GradientGuidance", "KnownRegion",
+__all__ = ["CONDITIONING_KINDS", "CLIPGradient", "ClassifierGradient", "ClassifierFreeGuidance", "GradientGuidance", "KnownRegion",
            "GuidanceWrapper", "NoisedCLIP", "guidance_hooks", "load_noised_clip", "DynamicThresholding", "ImageConditionedDenoiser",
            "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample"]

@@ -64,3 +64,20 @@ def guidance_hooks(denoiser: DenoiserFn, x: torch.Tensor, t: torch.Tensor) -> di
     if callable(transform):
         hooks["x0_transform"] = lambda x0: transform(x0, t)
     return hooks
+
+
+class ClassifierGradient:
+    """∇_x log p(y | x_t, t) of a noisy classifier `classifier(x, t) -> logits` at the labels `labels` (one per
+    sample): classifier guidance (Dhariwal & Nichol 2021, Alg. 1) as a `GradientGuidance` gradient."""
+
+    def __init__(self, classifier: torch.nn.Module, labels: torch.Tensor):
+        self.classifier, self.labels = classifier, labels
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
+        with torch.enable_grad():
+            sample = x.detach().requires_grad_(True)
+            log_probs = torch.log_softmax(self.classifier(sample, timesteps).float(), dim=-1)
+            chosen = log_probs[torch.arange(x.shape[0]), self.labels.to(x.device).reshape(-1)]
+            gradient, = torch.autograd.grad(chosen.sum(), sample)
+        return gradient

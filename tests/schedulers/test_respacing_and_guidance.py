@@ -1,5 +1,5 @@
-"""GLIDE / ADM respacing against the official `space_timesteps` (its outputs are GLIDE fixtures), and the
-respaced DDPM / DDIM runs."""
+"""GLIDE / ADM respacing against the official `space_timesteps` (its outputs are GLIDE fixtures), the respaced
+DDPM / DDIM runs, and guidance by gradient (classifier guidance) through the sampling loop."""
 from __future__ import annotations
 
 import json
@@ -63,3 +63,29 @@ def test_a_sampler_without_guidance_hooks_refuses_a_gradient():
     with pytest.raises(DgraphError, match="EulerDiscreteScheduler takes no gradient .* use DDPMScheduler or "
                                           "DDIMScheduler"):
         sample(denoiser, EulerDiscreteScheduler().start(2), torch.zeros(1, 3, 4, 4))
+
+
+def test_classifier_guidance_takes_the_same_path_with_the_log_softmax_gradient():
+    """For a linear classifier, ∇_x log softmax(Wx + b)_y = W_y - Σ_k p_k W_k."""
+    from dgraph.sampling import ClassifierGradient
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(5, 48), torch.randn(5)
+    classifier = lambda x, t: x.flatten(1) @ weight.T + bias  # noqa: E731
+    x, labels = torch.randn(2, 3, 4, 4), torch.tensor([1, 4])
+    probs = torch.softmax(classifier(x, None), dim=-1)
+    expected = (weight[labels] - probs @ weight).reshape(2, 3, 4, 4)
+    assert torch.allclose(ClassifierGradient(classifier, labels)(x, torch.tensor(10)), expected, atol=1e-5)
+
+    # The loop asks the guidance for its (scaled) gradient at each step's sample and hands it to the step.
+    scheduler = DDPMScheduler(variance_type="fixed_small", clip_sample=False)
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    gradient = ClassifierGradient(classifier, labels)
+    guided = sample(GradientGuidance(eps, gradient, scale=2.0), scheduler.start(timesteps=[500, 400]), x,
+                    generator=torch.Generator().manual_seed(1))
+    run, by_hand, noise = scheduler.start(timesteps=[500, 400]), x, torch.Generator().manual_seed(1)
+    for t in run.timesteps:
+        by_hand = run.step(eps(by_hand, t), t, by_hand, generator=noise, gradient=2.0 * gradient(by_hand, t)).prev_sample
+    assert torch.equal(guided, by_hand)
+    plain = sample(eps, scheduler.start(timesteps=[500, 400]), x, generator=torch.Generator().manual_seed(1))
+    assert (guided - plain).abs().max() > 1e-3
