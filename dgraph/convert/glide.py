@@ -47,8 +47,6 @@ RELEASED_FILES = {"base.pt": "base", "upsample.pt": "upsample", "base_inpaint.pt
                   "upsample_inpaint.pt": "upsample-inpaint", "clip_image_enc.pt": "clip-image",
                   "clip_text_enc.pt": "clip-text"}
 DIFFUSION_OPTIONS = ("diffusion_steps", "noise_schedule", "timestep_respacing")
-# The sampling steps the official notebooks use with each released model.
-NOTEBOOK_RESPACING = {"base": "100", "base-inpaint": "100", "upsample": "fast27", "upsample-inpaint": "fast27"}
 
 
 def unet_options(options: Mapping[str, Any], where: str = "options") -> dict[str, Any]:
