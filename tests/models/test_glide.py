@@ -74,12 +74,16 @@ def test_a_checkpoint_of_another_preset_is_refused_naming_the_keys():
 def test_the_cli_converts_with_options_and_writes_tokenizer_and_scheduler(tmp_path):
     import json
 
+    from safetensors.torch import load_file
+
     from dgraph.cli import main
     from dgraph.schedulers import DDPMScheduler
     from dgraph.text import load_tokenizer, tokenize
     from glide_fixtures import info, official_checkpoint, options_of
 
-    checkpoint = official_checkpoint("upsample", tmp_path)
+    # A pickled state dict, as the release ships them (read with torch.load(weights_only=True)).
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(load_file(official_checkpoint("upsample", tmp_path)), checkpoint)
     (tmp_path / "options.json").write_text(json.dumps(options_of("upsample")))
     assert main(["convert", "glide", str(checkpoint), "-o", str(tmp_path / "out"),
                  "--options", str(tmp_path / "options.json")]) == 0
@@ -96,13 +100,20 @@ def test_the_cli_converts_with_options_and_writes_tokenizer_and_scheduler(tmp_pa
     assert batch.attention_mask[0].bool().tolist() == case["padded"][1]
 
 
-def test_the_cli_needs_a_preset_for_an_unknown_file_name(tmp_path, capsys):
+def test_the_cli_takes_the_preset_from_the_release_file_name(tmp_path, capsys):
+    from safetensors.torch import load_file
+
     from dgraph.cli import main
     from glide_fixtures import official_checkpoint
 
     checkpoint = official_checkpoint("base", tmp_path)
     assert main(["convert", "glide", str(checkpoint), "-o", str(tmp_path / "out")]) != 0
     assert "not one of the release's file names (base.pt, upsample.pt" in capsys.readouterr().err
+    # Named as the release names it, the tiny checkpoint is tried as the released base model (and does not fit).
+    released = tmp_path / "base_inpaint.pt"
+    torch.save(load_file(checkpoint), released)
+    assert main(["convert", "glide", str(released), "-o", str(tmp_path / "out")]) != 0
+    assert "does not fit the GLIDE model of preset 'base-inpaint'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("options, message", [
