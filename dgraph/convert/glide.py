@@ -96,6 +96,17 @@ def _split_heads(tensor: torch.Tensor, heads: int, parts: int) -> list[torch.Ten
     return [grouped[:, j].reshape(shape[0] // parts, *shape[1:]).contiguous() for j in range(parts)]
 
 
+def _put_fused(out: dict, key: str, prefix: str, names: tuple[str, ...], leaf: str, tensor: torch.Tensor,
+               heads: int | None) -> None:
+    """The parts of a fused projection under `prefix.<name>.<leaf>`; a tensor that cannot be cut for this
+    model's heads (another model's checkpoint) keeps its key, for the key check to name."""
+    if heads is None or tensor.shape[0] % (heads * len(names)):
+        out[key] = tensor
+        return
+    for name, part in zip(names, _split_heads(tensor, heads, len(names))):
+        out[f"{prefix}.{name}.{leaf}"] = part
+
+
 def _conv1d_as_linear(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[..., 0] if tensor.ndim == 3 else tensor
 
@@ -112,10 +123,9 @@ def unet_state_dict(official: Mapping[str, torch.Tensor], model: GlideText2ImUNe
             out[f"{_UNET_TOP[stem]}.{leaf}"] = tensor
         elif match := re.fullmatch(r"transformer\.resblocks\.(\d+)\.(.+)", stem):
             prefix, rest = f"transformer.resblocks.{match.group(1)}", match.group(2)
-            heads = getattr(modules.get(f"{prefix}.attn"), "heads", None)
-            if rest == "attn.c_qkv" and heads is not None:
-                for name, part in zip(("to_q", "to_k", "to_v"), _split_heads(tensor, heads, 3)):
-                    out[f"{prefix}.attn.{name}.{leaf}"] = part
+            if rest == "attn.c_qkv":
+                heads = getattr(modules.get(f"{prefix}.attn"), "heads", None)
+                _put_fused(out, key, f"{prefix}.attn", ("to_q", "to_k", "to_v"), leaf, tensor, heads)
             elif rest in _TEXT_BLOCK:
                 out[f"{prefix}.{_TEXT_BLOCK[rest]}.{leaf}"] = tensor
             else:
@@ -123,19 +133,14 @@ def unet_state_dict(official: Mapping[str, torch.Tensor], model: GlideText2ImUNe
         elif match := re.fullmatch(r"((?:input_blocks|output_blocks)\.\d+\.\d+|middle_block\.\d+)(?:\.(.+))?", stem):
             layer, rest = match.group(1), match.group(2)
             heads = getattr(modules.get(layer), "heads", None)
-            if rest in ("qkv", "encoder_kv") and heads is None:
-                out[key] = tensor  # no attention block there in this model: left for the key check to name
-            elif rest in _RESBLOCK:
+            if rest in _RESBLOCK:
                 out[f"{layer}.{_RESBLOCK[rest]}.{leaf}"] = tensor
             elif rest == "norm":
                 out[f"{layer}.group_norm.{leaf}"] = tensor
             elif rest == "qkv":
-                for name, part in zip(("to_q", "to_k", "to_v"), _split_heads(_conv1d_as_linear(tensor), heads, 3)):
-                    out[f"{layer}.{name}.{leaf}"] = part
+                _put_fused(out, key, layer, ("to_q", "to_k", "to_v"), leaf, _conv1d_as_linear(tensor), heads)
             elif rest == "encoder_kv":
-                for name, part in zip(("add_k_proj", "add_v_proj"),
-                                      _split_heads(_conv1d_as_linear(tensor), heads, 2)):
-                    out[f"{layer}.{name}.{leaf}"] = part
+                _put_fused(out, key, layer, ("add_k_proj", "add_v_proj"), leaf, _conv1d_as_linear(tensor), heads)
             elif rest == "proj_out":
                 out[f"{layer}.to_out.0.{leaf}"] = _conv1d_as_linear(tensor)
             elif rest == "op":  # a strided-convolution downsampler
