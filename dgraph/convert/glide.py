@@ -53,8 +53,9 @@ def unet_options(options: Mapping[str, Any], where: str = "options") -> dict[str
     """`create_model_and_diffusion` options (missing ones: its defaults) -> all of them, checked by name."""
     unknown = sorted(set(options) - set(_BASE))
     if unknown:
-        raise ConfigError(f"{where}: {', '.join(unknown)} {'is not an option' if len(unknown) == 1 else 'are not options'} "
-                          f"of create_model_and_diffusion; it takes: {', '.join(sorted(_BASE))}")
+        verb = "is not an option" if len(unknown) == 1 else "are not options"
+        raise ConfigError(f"{where}: {', '.join(unknown)} {verb} of create_model_and_diffusion; "
+                          f"it takes: {', '.join(sorted(_BASE))}")
     return {**_BASE, **options}
 
 

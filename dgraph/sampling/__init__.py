@@ -12,6 +12,7 @@ from .inpainting import KnownRegion
 from .loop import sample
 from .super_resolution import ImageConditionedDenoiser, noise_augment
 
-__all__ = ["CONDITIONING_KINDS", "CLIPGradient", "ClassifierGradient", "ClassifierFreeGuidance", "GradientGuidance", "KnownRegion",
-           "GuidanceWrapper", "NoisedCLIP", "guidance_hooks", "load_noised_clip", "DynamicThresholding", "ImageConditionedDenoiser",
-           "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample"]
+__all__ = ["CONDITIONING_KINDS", "CLIPGradient", "ClassifierFreeGuidance", "ClassifierGradient", "DynamicThresholding",
+           "GradientGuidance", "GuidanceWrapper", "ImageConditionedDenoiser", "KnownRegion", "ModelDenoiser",
+           "NoisedCLIP", "VocoderDenoiser", "guidance_hooks", "load_noised_clip", "network_conditioning",
+           "noise_augment", "sample"]

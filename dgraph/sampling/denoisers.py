@@ -56,7 +56,8 @@ class ModelDenoiser:
     `tokens_mask` for a network with its own text encoder, images it reads, `pooled` text, `class_labels`,
     `added` conditions) goes to the forward keyword the network declares for it (`network_conditioning`);
     one the network does not take is an error, except a context mask, which only networks that attend
-    with it receive. A conditioning with batch 1 is broadcast to x's batch.
+    with it receive. A conditioning with batch 1 is broadcast to x's batch. A network that declares its
+    conditioning is called with keywords, its timestep as `timestep` or the name its `timestep_argument` says.
     """
 
     def __init__(self, model: nn.Module, context: torch.Tensor | None = None,
@@ -68,8 +69,8 @@ class ModelDenoiser:
         self.model = model
         self.takes = network_conditioning(model)
         given = {"context": context, "context_mask": context_mask, "pooled": pooled, "class_labels": class_labels,
-                 "added": added or None, "tokens": tokens, "tokens_mask": tokens_mask, "low_res": low_res, "inpaint_image": inpaint_image,
-                 "inpaint_mask": inpaint_mask}
+                 "added": added or None, "tokens": tokens, "tokens_mask": tokens_mask, "low_res": low_res,
+                 "inpaint_image": inpaint_image, "inpaint_mask": inpaint_mask}
         refused = [kind for kind, value in given.items()
                    if value is not None and kind not in self.takes and kind != "context_mask"]
         if refused:
