@@ -32,7 +32,7 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
                  temperature: Annotated[float, Field(gt=0, le=10)] = 1.0) -> Latent:
     """Noise drawn on the CPU and moved to the node's device, so a seed gives the same latents everywhere.
 
-    channels: latent channels (default: the VAE's latent channels, else the network's input channels, else 4)
+    channels: latent channels (default: the VAE's latent channels, else the network's sample channels, else 4)
     height: image height in pixels (default: the network's sample size, times the VAE's factor when there is one)
     width: image width in pixels (default: as height)
     network: take the defaults from this denoiser network's config (a UNet, a transformer...)
@@ -53,8 +53,11 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     if vae is not None:
         vae_channels, factor, scaling, name = _vae_geometry(vae)
         channels = channels or vae_channels
-    channels = channels or unet_config.get("in_channels") or 4
-    sample_size = unet_config.get("sample_size")
+    # A network whose input holds more than the sample (GLIDE's: the sample, then the images it reads) says
+    # how many channels the sample has; GLIDE's config names its size image_size.
+    channels = channels or getattr(network, "sample_channels", None) or unet_config.get("in_channels") or 4
+    sample_size = unet_config.get("sample_size") or (unet_config.get("image_size")
+                                                     if getattr(network, "sample_channels", None) else None)
     if isinstance(sample_size, (list, tuple)):
         sample_size = sample_size[0]
     height = height or (sample_size * factor if sample_size else 64 * factor)

@@ -63,7 +63,7 @@ def tiny(graph: Graph, sources: dict[str, Path], sizes: dict[str, int]) -> Graph
 def test_glide_workflow_is_the_guided_base_then_the_upsampler(folders):
     graph = tiny(Graph.load(WORKFLOWS / "glide.yaml"),
                  {"base.source": folders["base"], "upsampler.source": folders["upsample"]},
-                 {"noise.height": 16, "upsampler_noise.height": 16})
+                 {})
     out = graph.execute(outputs=["image", "image_64"], seed=SEED, prompt=PROMPT, respacing="10")
 
     base = load_model(folders["base"])
@@ -81,7 +81,7 @@ def test_clip_guided_workflow_is_the_clip_guided_base_then_the_upsampler(folders
     graph = tiny(Graph.load(WORKFLOWS / "glide_clip_guided.yaml"),
                  {"base.source": folders["base"], "upsampler.source": folders["upsample"],
                   "clip.image_encoder": folders["clip-image"], "clip.text_encoder": folders["clip-text"]},
-                 {"noise.height": 16, "upsampler_noise.height": 16})
+                 {})
     out = graph.execute(outputs=["image", "image_64"], seed=SEED, prompt=PROMPT, respacing="10")
 
     base = load_model(folders["base"])
@@ -99,7 +99,7 @@ def test_inpaint_workflow_keeps_the_known_pixels_at_both_sizes(folders):
 
     graph = tiny(Graph.load(WORKFLOWS / "glide_inpaint.yaml"),
                  {"base.source": folders["base-inpaint"], "upsampler.source": folders["upsample-inpaint"]},
-                 {"noise.height": 16, "upsampler_noise.height": 16, "picture_64.height": 16, "picture_64.width": 16,
+                 {"picture_64.height": 16, "picture_64.width": 16,
                   "mask_64.height": 16, "mask_64.width": 16, "picture_256.height": 16, "picture_256.width": 16})
     out = graph.execute(outputs=["image", "image_64"], seed=SEED, respacing="10")
     with PILImage.open(WORKFLOWS / "assets" / "grass.png") as picture:

@@ -81,6 +81,8 @@ class GlideText2ImUNet(ModelMixin):
                                               "inpaint_image": "inpaint_image", "inpaint_mask": "inpaint_mask"}
     # The official forward's name for the timestep argument.
     timestep_argument: ClassVar[str] = "timesteps"
+    # The sample's channels (the first convolution also reads the images a variant is conditioned on).
+    sample_channels: ClassVar[int] = 3
 
     @register_to_config
     def __init__(self, image_size: int = 64, num_channels: int = 192, num_res_blocks: int = 3,
