@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 an invalid workflow or a failed run (the message says w
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 # The rest is imported where it is used: `dgraph --help` should cost little more than the interpreter.
@@ -157,15 +158,20 @@ def _parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
     p.add_argument("--pipeline-class", help="build this pipeline class instead (e.g. DDIMPipeline over a DDPM repo)")
 
-    p = sub.add_parser("convert", help="convert an official vocoder checkpoint into safetensors + config.json",
+    p = sub.add_parser("convert", help="convert an official checkpoint (vocoders, GLIDE) into safetensors + config.json",
                        description="Read an officially released checkpoint (the only place dgraph reads a pickle, with "
                                    "torch.load(weights_only=True)) and write a folder that from_pretrained and "
-                                   "load.vocoder read.")
-    p.add_argument("family", choices=["fastdiff", "diffwave", "hifigan"])
+                                   "load.vocoder / load.glide read.")
+    p.add_argument("family", choices=["fastdiff", "diffwave", "hifigan", "glide"])
     p.add_argument("checkpoint", help="the official checkpoint file")
     p.add_argument("--output", "-o", required=True, help="folder to write")
     p.add_argument("--config", help="HiFi-GAN: the release's config.json (default: guessed from the tensor shapes)")
-    p.add_argument("--preset", choices=["v1", "v2", "v3"], help="HiFi-GAN: the generator configuration")
+    p.add_argument("--preset", choices=["v1", "v2", "v3", "base", "upsample", "base-inpaint", "upsample-inpaint",
+                                        "clip-image", "clip-text"],
+                   help="HiFi-GAN: the generator configuration (v1-v3); GLIDE: the released model (default: from the "
+                        "release's file name, base.pt -> base, ...)")
+    p.add_argument("--options", help="GLIDE: a JSON file of create_model_and_diffusion options (or of the CLIP "
+                                     "encoder's), for checkpoints other than the released ones")
 
     p = sub.add_parser("validate", help="check workflow files; prints every problem with file:line:column")
     p.add_argument("files", nargs="+")
@@ -523,15 +529,44 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
     options = {}
-    if args.config:
-        options["config"] = read_json(args.config)
-    if args.preset:
-        options["preset"] = args.preset
-    if options and args.family != "hifigan":
-        raise UsageError("--config and --preset apply to hifigan checkpoints only")
+    if args.family == "glide":
+        options = _glide_convert_options(args)
+    else:
+        if args.options:
+            raise UsageError("--options applies to glide checkpoints only")
+        if args.config:
+            options["config"] = read_json(args.config)
+        if args.preset:
+            options["preset"] = args.preset
+        if options and args.family != "hifigan":
+            raise UsageError("--config and --preset apply to hifigan and glide checkpoints only")
     folder = convert(args.family, args.checkpoint, args.output, **options)
     print(f"wrote {folder}")
     return EXIT_OK
+
+
+def _glide_convert_options(args: argparse.Namespace) -> dict:
+    """--preset (default: the one the release's file name says) or --options FILE.json."""
+    from .configuration import read_json
+    from .convert.glide import PRESETS, RELEASED_FILES
+
+    if args.config:
+        raise UsageError("--config applies to hifigan checkpoints; give a GLIDE checkpoint's options with --options")
+    if args.preset and args.preset not in PRESETS:
+        raise UsageError(f"--preset {args.preset} is not a GLIDE preset; use one of {', '.join(PRESETS)}")
+    options: dict = {}
+    if args.options:
+        values = read_json(args.options)
+        if not isinstance(values, dict):
+            raise UsageError(f"{args.options}: expected a JSON object of options")
+        options["options"] = values
+    preset = args.preset or (None if args.options else RELEASED_FILES.get(Path(args.checkpoint).name))
+    if preset is None and not args.options:
+        raise UsageError(f"{args.checkpoint}: not one of the release's file names ({', '.join(RELEASED_FILES)}); "
+                         f"say which model it is with --preset ({', '.join(PRESETS)}) or --options FILE.json")
+    if preset is not None:
+        options["preset"] = preset
+    return options
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -384,6 +384,11 @@ class Vocoder(Port):
     """A network that turns a Mel into Audio."""
 
 
+class NoisedCLIP(Port):
+    """GLIDE's noised CLIP for CLIP guidance: an image encoder that reads the timestep, its text encoder and
+    that encoder's tokenizer."""
+
+
 VALUE_CLASSES: dict[type, str] = {
     ClassLabels: "ClassLabels",
     AddedConditions: "AddedConditions",

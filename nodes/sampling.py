@@ -34,10 +34,11 @@ def _vae_geometry(vae) -> tuple[int, int, float, str]:
 def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = None, height: Optional[Size] = None,
                  width: Optional[Size] = None, network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
                  vae: Optional[VAE] = None, context: Optional[TextEmbedding] = None,
-                 class_labels: Optional[ClassLabels] = None, images_per_prompt: Size = 1) -> Latent:
+                 class_labels: Optional[ClassLabels] = None, images_per_prompt: Size = 1,
+                 temperature: Annotated[float, Field(gt=0, le=10)] = 1.0) -> Latent:
     """Noise drawn on the CPU and moved to the node's device, so a seed gives the same latents everywhere.
 
-    channels: latent channels (default: the VAE's latent channels, else the network's input channels, else 4)
+    channels: latent channels (default: the VAE's latent channels, else the network's sample channels, else 4)
     height: image height in pixels (default: the network's sample size, times the VAE's factor when there is one)
     width: image width in pixels (default: as height)
     network: take the defaults from this denoiser network's config (a UNet, a transformer...)
@@ -46,6 +47,7 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     context: text conditioning; its batch (the number of prompts) replaces batch_size
     class_labels: class conditioning; its batch (the number of labels) replaces batch_size
     images_per_prompt: latents per prompt (the batch is batch_size × images_per_prompt)
+    temperature: multiplies the noise (GLIDE's upsampler starts from 0.997 of it)
     """
     scaling, name, factor = 1.0, "", 1
     if context is not None:
@@ -57,8 +59,11 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     if vae is not None:
         vae_channels, factor, scaling, name = _vae_geometry(vae)
         channels = channels or vae_channels
-    channels = channels or unet_config.get("in_channels") or 4
-    sample_size = unet_config.get("sample_size")
+    # A network whose input holds more than the sample (GLIDE's: the sample, then the images it reads) says
+    # how many channels the sample has; GLIDE's config names its size image_size.
+    channels = channels or getattr(network, "sample_channels", None) or unet_config.get("in_channels") or 4
+    sample_size = unet_config.get("sample_size") or (unet_config.get("image_size")
+                                                     if getattr(network, "sample_channels", None) else None)
     if isinstance(sample_size, (list, tuple)):
         sample_size = sample_size[0]
     height = height or (sample_size * factor if sample_size else 64 * factor)
@@ -67,6 +72,8 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
         raise DgraphError(f"height {height} and width {width} must be multiples of the VAE's factor {factor}")
     shape = (batch_size * images_per_prompt, channels, height // factor, width // factor)
     noise = torch.randn(shape, generator=ctx.generator(), dtype=torch.float32)
+    if temperature != 1.0:
+        noise = noise * temperature
     return Latent(noise.to(ctx.device), scaling_factor=scaling, autoencoder=name)
 
 
@@ -81,6 +88,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
                 s_tmax: Optional[Annotated[float, Field(ge=0)]] = None,
                 s_noise: Optional[Annotated[float, Field(gt=0)]] = None,
                 order: Optional[Annotated[int, Field(ge=1, le=4)]] = None,
+                respacing: Optional[Annotated[str, Field(max_length=200)]] = None,
                 clamp: Optional[Annotated[float, Field(gt=0)]] = None,
                 image: Optional[Latent] = None,
                 strength: Optional[Annotated[float, Field(gt=0, le=1)]] = None,
@@ -103,6 +111,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     s_tmax: Euler: churn only at sigmas at or below this (default: no limit)
     s_noise: Euler: scale of the churn noise
     order: LMS: how many past slopes each step uses (default 4)
+    respacing: DDPM / DDIM: the timesteps of a GLIDE respacing ("100", "27", "fast27", "10,5,3", "ddim50"); replaces steps
     clamp: clip the sample to [-clamp, clamp] after every step (DiffWave clamps audio at 1)
     image: clean latents to start from (image-to-image): noised to the first step taken, then denoised
     strength: image-to-image: how much of the schedule to run from the image, in (0, 1] (1 = from pure noise)
@@ -111,7 +120,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     final_denoiser: makes the last step's prediction instead of `denoiser` (unCLIP's super_res_last)
     """
     given = dict(eta=eta, use_clipped_model_output=use_clipped_model_output, s_churn=s_churn, s_tmin=s_tmin,
-                 s_tmax=s_tmax, s_noise=s_noise, order=order)
+                 s_tmax=s_tmax, s_noise=s_noise, order=order, respacing=respacing)
     if latents is None and image is None:
         raise DgraphError("sample.loop needs latents (the initial noise, from latent.noise) or an image's latents "
                           "to start from: link `latents:` or `image:`")

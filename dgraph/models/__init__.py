@@ -11,9 +11,11 @@ from .ldm_bert import LDMBertModel
 from .bert import BertModel
 from .dit_transformer_2d import DiTTransformer2DModel
 from .pixart_transformer_2d import PixArtTransformer2DModel
+from .glide import GlideCLIPImageEncoder, GlideCLIPTextEncoder, GlideText2ImUNet
 from .prior_transformer import PriorTransformer
 from .unclip_text_proj import UnCLIPTextProjModel
 
 __all__ = ["ModelMixin", "ModelOutput", "model_output", "UNet2DModel", "UNet2DConditionModel", "UNet3DConditionModel",
            "AutoencoderKL", "VQModel", "LDMBertModel", "BertModel", "FastDiffModel", "DiffWaveModel", "HiFiGANGenerator",
-           "DiTTransformer2DModel", "PixArtTransformer2DModel", "PriorTransformer", "UnCLIPTextProjModel"]
+           "DiTTransformer2DModel", "PixArtTransformer2DModel", "PriorTransformer", "UnCLIPTextProjModel",
+           "GlideText2ImUNet", "GlideCLIPImageEncoder", "GlideCLIPTextEncoder"]

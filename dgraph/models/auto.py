@@ -13,13 +13,14 @@ from .modeling import ModelMixin
 
 def model_classes() -> dict[str, type[ModelMixin]]:
     """Every model class dgraph provides, by its (diffusers) class name."""
-    from . import (AutoencoderKL, DiffWaveModel, DiTTransformer2DModel, FastDiffModel, HiFiGANGenerator, LDMBertModel,
-                   PixArtTransformer2DModel, PriorTransformer, UNet2DConditionModel, UNet2DModel, UNet3DConditionModel,
-                   UnCLIPTextProjModel, VQModel)
+    from . import (AutoencoderKL, DiffWaveModel, DiTTransformer2DModel, FastDiffModel, GlideCLIPImageEncoder,
+                   GlideCLIPTextEncoder, GlideText2ImUNet, HiFiGANGenerator, LDMBertModel, PixArtTransformer2DModel,
+                   PriorTransformer, UNet2DConditionModel, UNet2DModel, UNet3DConditionModel, UnCLIPTextProjModel,
+                   VQModel)
 
     classes = (UNet2DModel, UNet2DConditionModel, UNet3DConditionModel, AutoencoderKL, VQModel, LDMBertModel,
                FastDiffModel, DiffWaveModel, HiFiGANGenerator, DiTTransformer2DModel, PixArtTransformer2DModel,
-               PriorTransformer, UnCLIPTextProjModel)
+               PriorTransformer, UnCLIPTextProjModel, GlideText2ImUNet, GlideCLIPImageEncoder, GlideCLIPTextEncoder)
     return {cls.__name__: cls for cls in classes}
 
 

@@ -6,10 +6,15 @@ inside a `ModelDenoiser` (a UNet, a DiT or PixArt transformer, ...) declares the
 """
 from .denoisers import (CONDITIONING_KINDS, ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser,
                         VocoderDenoiser, network_conditioning)
+from .clip_guidance import CLIPGradient, NoisedCLIP, load_noised_clip
+from .gradient_guidance import ClassifierGradient, GradientGuidance, GuidanceWrapper, guidance_hooks
+from .inpainting import KnownRegion
 from .loop import sample
 from .super_resolution import ImageConditionedDenoiser, noise_augment
 from .unclip import DecoderDenoiser, decoder_conditioning, upscale
 
-__all__ = ["CONDITIONING_KINDS", "ClassifierFreeGuidance", "DecoderDenoiser", "DynamicThresholding",
-           "ImageConditionedDenoiser", "decoder_conditioning", "upscale",
-           "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample"]
+__all__ = ["ClassifierFreeGuidance", "ClassifierGradient", "CLIPGradient", "CONDITIONING_KINDS",
+           "decoder_conditioning", "DecoderDenoiser", "DynamicThresholding", "GradientGuidance",
+           "guidance_hooks", "GuidanceWrapper", "ImageConditionedDenoiser", "KnownRegion",
+           "load_noised_clip", "ModelDenoiser", "network_conditioning", "noise_augment", "NoisedCLIP",
+           "sample", "upscale", "VocoderDenoiser"]

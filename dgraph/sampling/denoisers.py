@@ -24,7 +24,16 @@ CONDITIONING_KINDS = {
     "pooled": "a pooled text embedding [batch, dim]",
     "class_labels": "class ids [batch]",
     "added": "named extra conditions (e.g. PixArt-α's resolution and aspect ratio), passed as one dict",
+    "tokens": "prompt token ids [batch, tokens] for a network with a text encoder of its own (GLIDE)",
+    "tokens_mask": "the keep-mask of those tokens [batch, tokens] (1 = a prompt token, 0 = padding)",
+    "low_res": "a low-resolution image [batch, 3, h, w] that the network upsamples and reads (GLIDE's upsampler)",
+    "inpaint_image": "the known image [batch, 3, H, W] of inpainting",
+    "inpaint_mask": "where that image is known [batch, 1, H, W] (1 = known)",
 }
+# Each mask kind and what it masks.
+_MASK_OF = {"context_mask": "context", "tokens_mask": "tokens"}
+# The image inputs: passed to the network as they are (as float tensors), one keyword each.
+IMAGE_KINDS = ("low_res", "inpaint_image", "inpaint_mask")
 # How a network that declares nothing is called: the UNet keywords, as dgraph's UNets and diffusers' take them.
 _UNDECLARED = {"context": "encoder_hidden_states", "context_mask": "encoder_attention_mask",
                "class_labels": "class_labels"}
@@ -44,10 +53,12 @@ def network_conditioning(model: nn.Module) -> dict[str, str]:
 class ModelDenoiser:
     """A denoiser network with fixed conditioning: `model(x, timestep=t, **conditioning)`.
 
-    Each piece of conditioning given (text `context` and its `context_mask`, `pooled` text, `class_labels`,
+    Each piece of conditioning given (text `context` and its `context_mask`, prompt `tokens` and their
+    `tokens_mask` for a network with its own text encoder, images it reads, `pooled` text, `class_labels`,
     `added` conditions) goes to the forward keyword the network declares for it (`network_conditioning`);
     one the network does not take is an error, except a context mask, which only networks that attend
-    with it receive. A conditioning with batch 1 is broadcast to x's batch.
+    with it receive. A conditioning with batch 1 is broadcast to x's batch. A network that declares its
+    conditioning is called with keywords, its timestep as `timestep` or the name its `timestep_argument` says.
 
     `compile` (a `torch.compile` mode: "default", "reduce-overhead", "max-autotune") runs the network's
     forward compiled (`dgraph.sampling.compiled`); `model` stays the eager network.
@@ -56,12 +67,16 @@ class ModelDenoiser:
     def __init__(self, model: nn.Module, context: torch.Tensor | None = None,
                  context_mask: torch.Tensor | None = None, class_labels: torch.Tensor | None = None, *,
                  pooled: torch.Tensor | None = None, added: dict[str, torch.Tensor] | None = None,
+                 tokens: torch.Tensor | None = None, tokens_mask: torch.Tensor | None = None,
+                 low_res: torch.Tensor | None = None, inpaint_image: torch.Tensor | None = None,
+                 inpaint_mask: torch.Tensor | None = None,
                  compile: str | None = None):
         self.model = model
         self._network = compiled_network(model, compile) if compile else model
         self.takes = network_conditioning(model)
         given = {"context": context, "context_mask": context_mask, "pooled": pooled, "class_labels": class_labels,
-                 "added": added or None}
+                 "added": added or None, "tokens": tokens, "tokens_mask": tokens_mask, "low_res": low_res,
+                 "inpaint_image": inpaint_image, "inpaint_mask": inpaint_mask}
         refused = [kind for kind, value in given.items()
                    if value is not None and kind not in self.takes and kind != "context_mask"]
         if refused:
@@ -70,6 +85,8 @@ class ModelDenoiser:
         self.conditioning = {kind: value for kind, value in given.items() if value is not None and kind in self.takes}
         # Networks that declare their conditioning are called with keywords; others UNet-style, (x, t, ...).
         self._keyword_timestep = getattr(model, "conditioning", None) is not None
+        # The keyword of the timestep (diffusers' `timestep`; a network may name its own, as GLIDE's `timesteps`).
+        self._timestep_keyword = getattr(model, "timestep_argument", "timestep")
         # The conditioning a forward pass needs is the same at every step: build it once per batch shape.
         self._prepared: dict[tuple, dict[str, Any]] = {}
 
@@ -94,9 +111,11 @@ class ModelDenoiser:
             values = [p.conditioning.get(kind) for p in parts]
             if all(v is None for v in values):
                 continue
-            if kind == "context_mask":  # a branch without a mask attends to all of its tokens
-                values = [v if v is not None else torch.ones(p.conditioning["context"].shape[:2], dtype=torch.long)
+            if kind in _MASK_OF:  # a branch without a mask attends to all of its tokens
+                values = [v if v is not None else torch.ones(p.conditioning[_MASK_OF[kind]].shape[:2], dtype=torch.long)
                           for v, p in zip(values, parts)]
+            elif kind in IMAGE_KINDS:
+                values = [v.float() if v is not None else None for v in values]
             elif any(v is None for v in values):
                 raise DgraphError(f"the branches batched into one forward pass differ: some give {kind}, "
                                   f"some do not; give it to every branch")
@@ -113,7 +132,7 @@ class ModelDenoiser:
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
         if self._keyword_timestep:
-            return self._network(x, timestep=t, **kwargs)
+            return self._network(x, **{self._timestep_keyword: t}, **kwargs)
         return self._network(x, t, **kwargs)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

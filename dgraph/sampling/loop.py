@@ -7,6 +7,7 @@ import torch
 
 from ..errors import ConfigError
 from ..schedulers.base import SamplingRun, fit_image_to_noise
+from .gradient_guidance import guidance_hooks
 
 
 @torch.no_grad()
@@ -32,7 +33,9 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
     audio). `step_options` go to each `run.step` (e.g. `eta` for DDIM). A model output with learned-variance
     channels (twice the sample's, as DiT's and PixArt's) keeps only the prediction for samplers that do not
     read a variance, as diffusers' pipelines do. `final_denoiser`, when given, makes the last step's prediction
-    instead of `denoiser` (unCLIP's super-resolution stage has a network trained for that step alone).
+    instead of `denoiser` (unCLIP's super-resolution stage has a network trained for that step alone). A
+    denoiser with guidance hooks (`GradientGuidance`'s gradient, `KnownRegion`'s x0 transform) gives them at
+    each step, and they go to `run.step` (DDPM and DDIM take them).
     """
     timesteps = run.loop_timesteps
     total = len(timesteps)
@@ -49,10 +52,16 @@ def sample(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], run: 
         x = run.initial_sample(noise, image if run.begin_index > 0 else None)
     for i, t in enumerate(timesteps):
         step_denoiser = final_denoiser if final_denoiser is not None and i == total - 1 else denoiser
-        model_output = step_denoiser(run.scale_model_input(x, t), t)
+        model_input = run.scale_model_input(x, t)
+        model_output = step_denoiser(model_input, t)
         if model_output.shape[1] == 2 * x.shape[1] and not run.reads_learned_variance:
             model_output = model_output[:, : x.shape[1]]  # a learned variance this sampler has no use for
-        x = run.step(model_output, t, x, generator=generator, **step_options).prev_sample
+        hooks = guidance_hooks(step_denoiser, model_input, t)
+        refused = [name for name in hooks if name not in run.guidance_hooks]
+        if refused:
+            raise ConfigError(f"{type(run.scheduler).__name__} takes no {' and no '.join(refused)} (CLIP or classifier "
+                              f"guidance, inpainting by x0); use DDPMScheduler or DDIMScheduler")
+        x = run.step(model_output, t, x, generator=generator, **step_options, **hooks).prev_sample
         if clamp is not None:
             x = x.clamp(-clamp, clamp)
         if mask is not None:

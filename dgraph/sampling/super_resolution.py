@@ -52,3 +52,9 @@ class ImageConditionedDenoiser(ModelDenoiser):
         both = torch.cat([self.with_image(x), other_input]).to(self.device, self.dtype)
         out = first_output(self._forward(both, t, self._kwargs(both.shape[0], [self, other]))).to(x.dtype)
         return out[: x.shape[0]], out[x.shape[0]:]
+
+
+def quantize_8bit(image: torch.Tensor) -> torch.Tensor:
+    """An image in [-1, 1] rounded to the 256 levels of an 8-bit picture, as GLIDE's notebooks hand the base
+    model's samples to the upsampler (the upsampler was trained on saved images)."""
+    return ((image + 1) * 127.5).round() / 127.5 - 1

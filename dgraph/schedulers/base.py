@@ -174,6 +174,10 @@ class SamplingRun:
         """Whether `step` uses a model's learned-variance channels (only DDPM's learned variance types do)."""
         return False
 
+    # The guidance hooks `step` takes (see dgraph.sampling.gradient_guidance): `gradient=`, a guidance gradient
+    # (CLIP, classifier) at the sample, and `x0_transform=`, applied to the predicted x0 before it is clipped.
+    guidance_hooks: ClassVar[tuple[str, ...]] = ()
+
     @property
     def num_inference_steps(self) -> int:
         return len(self)
@@ -345,6 +349,16 @@ class Scheduler(ConfigMixin):
         self._default_run: SamplingRun | None = None
         # True while the default run is the training-schedule one (diffusers' state before set_timesteps).
         self._before_set_timesteps = False
+
+    def alphas_cumprod_float64(self) -> torch.Tensor:
+        """alpha_bar of every training step computed in float64 from the config (as ADM and GLIDE compute
+        their schedules; the float32 `alphas_cumprod` is diffusers')."""
+        config = self.config
+        betas = make_betas(len(self.betas), config.get("beta_start", 0.0001), config.get("beta_end", 0.02),
+                           config.get("beta_schedule", "linear"), config.get("trained_betas"),
+                           config.get("rescale_betas_zero_snr", False), owner=type(self).__name__,
+                           dtype=torch.float64)
+        return torch.cumprod(1.0 - betas, dim=0)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if self.__dict__.get("_frozen") and key not in ("_default_run", "_before_set_timesteps"):

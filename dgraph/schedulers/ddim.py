@@ -9,7 +9,7 @@ import torch
 
 from ..configuration import register_to_config
 from .base import RunOption, SamplingRun, Scheduler, SchedulerOutput, check_choice, gaussian_noise, predicted_x0
-from .spacing import spaced_timesteps
+from .spacing import RESPACING_OPTION, respaced_timesteps, spaced_timesteps
 from .thresholding import dynamic_threshold
 
 
@@ -24,8 +24,15 @@ class DDIMRun(SamplingRun):
         self.eta = eta
         self.use_clipped_model_output = use_clipped_model_output
 
+    guidance_hooks = ("gradient", "x0_transform")
+
     def _step(self, index, model_output, sample, generator, eta: float | None = None,
-              use_clipped_model_output: bool | None = None, variance_noise: torch.Tensor | None = None):
+              use_clipped_model_output: bool | None = None, variance_noise: torch.Tensor | None = None,
+              gradient: torch.Tensor | None = None, x0_transform=None):
+        """`gradient`: the gradient of a guidance log-probability at `sample`; it shifts the noise by
+        -sqrt(1 - alpha_bar) times it, and x0 with it (Song et al. 2021's score conditioning, as ADM /
+        GLIDE's `condition_score` applies it). `x0_transform`: applied to the predicted x0 before it is
+        clipped (GLIDE's `denoised_fn`)."""
         config = self.config
         eta = self.eta if eta is None else eta
         use_clipped = self.use_clipped_model_output if use_clipped_model_output is None else use_clipped_model_output
@@ -39,6 +46,8 @@ class DDIMRun(SamplingRun):
             eps = (sample - a * x0) / s
         else:
             eps = a * model_output + s * sample
+        if x0_transform is not None:
+            x0 = x0_transform(x0)
         if config.thresholding:
             x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
         elif config.clip_sample:
@@ -46,6 +55,9 @@ class DDIMRun(SamplingRun):
         if use_clipped:
             # Re-derive the noise from the clipped x0 (as the Glide / DDIM code does).
             eps = (sample - a * x0) / s
+        if gradient is not None:
+            eps = eps - s * gradient.to(eps.dtype)
+            x0 = (sample - s * eps) / a
 
         # Song et al. eq. 12, with sigma_t = eta · sqrt(posterior variance) (eq. 16).
         variance = (1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)
@@ -65,6 +77,7 @@ class DDIMScheduler(Scheduler):
     run_options = {
         "eta": RunOption(0.0, "DDIM's noise scale: 0 is deterministic, 1 is DDPM-like"),
         "use_clipped_model_output": RunOption(False, "re-derive the noise from the clipped x0 (DDIM with clip_sample)"),
+        "respacing": RESPACING_OPTION,
     }
 
     @register_to_config
@@ -82,15 +95,23 @@ class DDIMScheduler(Scheduler):
         self.final_alpha_cumprod = 1.0 if set_alpha_to_one else float(self.alphas_cumprod[0])
         self._freeze()
 
-    def start(self, num_inference_steps: int, device=None, eta: float = 0.0,
-              use_clipped_model_output: bool = False) -> DDIMRun:
-        """A new run of `num_inference_steps` steps; `eta` scales the injected noise (0 = deterministic)."""
+    def start(self, num_inference_steps: int | None, device=None, eta: float = 0.0,
+              use_clipped_model_output: bool = False, respacing: str = "") -> DDIMRun:
+        """A new run of `num_inference_steps` steps; `eta` scales the injected noise (0 = deterministic).
+
+        `respacing` (see `spacing.respaced_timesteps`) picks the timesteps instead, each step going to the
+        next one of them, as GLIDE's respaced DDIM does (with its schedule computed in float64, as GLIDE's)."""
         T = self.num_train_timesteps
-        steps = spaced_timesteps(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset,
-                                 owner="DDIMScheduler").astype(np.int64)
         alphas_cumprod = self.alphas_cumprod.double().numpy()
-        # The step size is T // n whatever the spacing, as in diffusers, so files and numbers agree.
-        prev = steps - T // num_inference_steps
+        if respacing:
+            alphas_cumprod = self.alphas_cumprod_float64().numpy()
+            steps = respaced_timesteps(T, respacing, "DDIMScheduler")
+            prev = np.append(steps[1:], -1)
+        else:
+            steps = spaced_timesteps(self.config.timestep_spacing, T, num_inference_steps, self.config.steps_offset,
+                                     owner="DDIMScheduler").astype(np.int64)
+            # The step size is T // n whatever the spacing, as in diffusers, so files and numbers agree.
+            prev = steps - T // num_inference_steps
         alpha_bar_prev = np.where(prev >= 0, alphas_cumprod[np.maximum(prev, 0)], self.final_alpha_cumprod)
         return DDIMRun(self, torch.from_numpy(steps).to(device), alphas_cumprod[steps], alpha_bar_prev,
                        eta, use_clipped_model_output)

@@ -14,7 +14,7 @@ import torch
 from ..configuration import register_to_config
 from ..errors import ConfigError
 from .base import SamplingRun, Scheduler, SchedulerOutput, check_choice, gaussian_noise, predicted_x0
-from .spacing import spaced_timesteps
+from .spacing import RESPACING_OPTION, respaced_timesteps, spaced_timesteps
 from .thresholding import dynamic_threshold
 from .vocoder_schedules import fractional_timesteps, inference_alphas_cumprod
 
@@ -67,7 +67,13 @@ class DDPMRun(SamplingRun):
     def reads_learned_variance(self) -> bool:
         return self.config.variance_type in ("learned", "learned_range")
 
-    def _step(self, index, model_output, sample, generator, **options):
+    guidance_hooks = ("gradient", "x0_transform")
+
+    def _step(self, index, model_output, sample, generator, gradient: torch.Tensor | None = None,
+              x0_transform=None, **options):
+        """`gradient`: the gradient of a guidance log-probability at `sample`; the posterior mean moves by
+        the step's variance times it (Sohl-Dickstein et al. 2015; ADM / GLIDE's `condition_mean`).
+        `x0_transform`: applied to the predicted x0 before it is clipped (GLIDE's `denoised_fn`)."""
         config = self.config
         predicted_variance = None
         if config.variance_type in ("learned", "learned_range") and model_output.shape[1] == 2 * sample.shape[1]:
@@ -75,6 +81,8 @@ class DDPMRun(SamplingRun):
 
         x0 = predicted_x0(config.prediction_type, model_output, sample, self.root_alpha_bar[index],
                           self.root_beta_prod[index])
+        if x0_transform is not None:
+            x0 = x0_transform(x0)
         if config.thresholding:
             x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
         elif config.clip_sample:
@@ -82,6 +90,8 @@ class DDPMRun(SamplingRun):
 
         # Posterior mean, Ho et al. eq. 7.
         prev_sample = self.x0_coeff[index] * x0 + self.sample_coeff[index] * sample
+        if gradient is not None:
+            prev_sample = prev_sample + self._variance(index, predicted_variance) * gradient.to(prev_sample.dtype)
 
         if self.noisy[index]:
             noise = gaussian_noise(model_output, generator)
@@ -98,10 +108,29 @@ class DDPMRun(SamplingRun):
         if variance_type == "learned":
             return predicted.sqrt()
         # learned_range (improved DDPM / GLIDE): interpolate the log variance between the two fixed ones.
-        min_log = float(torch.log(torch.tensor(self.variance[index])))
+        return torch.exp(0.5 * self._learned_log_variance(index, predicted, self.variance[index]))
+
+    def _learned_log_variance(self, index, predicted, posterior_variance):
+        min_log = float(torch.log(torch.tensor(posterior_variance)))
         max_log = float(torch.log(torch.tensor(self.current_beta[index])))
         fraction = (predicted + 1) / 2
-        return torch.exp(0.5 * (fraction * max_log + (1 - fraction) * min_log))
+        return fraction * max_log + (1 - fraction) * min_log
+
+    def _variance(self, index, predicted):
+        """The variance of step `index` (what guidance scales its gradient by). At the last step the
+        posterior variance is 0; its log is clipped to the step before's, as improved DDPM clips it."""
+        variance_type = self.config.variance_type
+        if variance_type not in ("learned", "learned_range"):
+            return self.fixed_std[index] ** 2
+        if predicted is None:
+            raise ConfigError(f"DDPMScheduler: variance_type={variance_type!r} needs a model output with twice the "
+                              f"sample's channels (noise prediction, then variance)")
+        if variance_type == "learned":
+            return predicted
+        posterior = self.variance[index]
+        if not self.noisy[index] and index > 0:
+            posterior = self.variance[index - 1]
+        return torch.exp(self._learned_log_variance(index, predicted, posterior))
 
     def previous_timestep(self, timestep) -> torch.Tensor:
         """The timestep this run steps to from `timestep` (-1 after the last one)."""
@@ -117,6 +146,7 @@ class DDPMScheduler(Scheduler):
     """
 
     order = 1
+    run_options = {"respacing": RESPACING_OPTION}
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001, beta_end: float = 0.02,
@@ -132,12 +162,22 @@ class DDPMScheduler(Scheduler):
         self._freeze()
 
     def start(self, num_inference_steps: int | None = None, device=None, timesteps: Sequence[int] | None = None,
-              betas: Sequence[float] | None = None) -> DDPMRun:
-        """A new run: n spaced steps (all training steps if n is None), given `timesteps`, or given `betas`."""
+              betas: Sequence[float] | None = None, respacing: str = "") -> DDPMRun:
+        """A new run: n spaced steps (all training steps if n is None), given `timesteps`, or given `betas`.
+
+        `respacing` (GLIDE / ADM's section counts, "ddimN" or "fast27"; see `spacing.respaced_timesteps`)
+        picks the timesteps instead, and replaces n; such a run's coefficients are computed in float64, as
+        GLIDE computes its respaced schedules."""
+        alphas_cumprod = self.alphas_cumprod.numpy()
+        if respacing:
+            alphas_cumprod = self.alphas_cumprod_float64().numpy()
+            if timesteps is not None or betas is not None:
+                raise ConfigError("DDPMScheduler.start: respacing picks the timesteps; pass no timesteps or betas")
+            num_inference_steps = None
+            timesteps = respaced_timesteps(self.num_train_timesteps, respacing, "DDPMScheduler").tolist()
         given = sum(x is not None for x in (num_inference_steps, timesteps, betas))
         if given > 1:
             raise ConfigError("DDPMScheduler.start: pass only one of num_inference_steps, timesteps, betas")
-        alphas_cumprod = self.alphas_cumprod.numpy()
         if betas is not None:
             inference = inference_alphas_cumprod(betas, owner="DDPMScheduler.start")[::-1]
             steps = fractional_timesteps(betas, self.alphas_cumprod)[::-1].copy()
@@ -156,7 +196,7 @@ class DDPMScheduler(Scheduler):
                                      self.config.steps_offset, owner="DDPMScheduler").astype(np.int64)
         alpha_bar = alphas_cumprod[steps]
         prev = np.append(steps[1:], -1)
-        alpha_bar_prev = np.where(prev >= 0, alphas_cumprod[np.maximum(prev, 0)], np.float32(1.0))
+        alpha_bar_prev = np.where(prev >= 0, alphas_cumprod[np.maximum(prev, 0)], alphas_cumprod.dtype.type(1.0))
         # Noise is added at every step above t = 0 (so a "trailing" run ends with a noisy step, as in diffusers).
         return DDPMRun(self, torch.from_numpy(steps).to(device), alpha_bar, alpha_bar_prev, steps > 0)
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .base import RunOption
 
 SPACINGS = ("linspace", "leading", "trailing")
 
@@ -169,3 +170,55 @@ def sigmas_to_timesteps(sigmas: np.ndarray, log_training_sigmas: np.ndarray) -> 
     lo, hi = log_training_sigmas[low], log_training_sigmas[low + 1]
     w = np.clip((lo - log_sigma) / (lo - hi), 0, 1)
     return (1 - w) * low + w * (low + 1)
+
+
+# The run option of the samplers that take a respacing (DDPM, DDIM).
+RESPACING_OPTION = RunOption("", "visit the timesteps of a respacing (GLIDE's \"100\", \"27\", \"fast27\", or "
+                                 "\"10,5,3\", \"ddim50\") instead of `steps` spaced ones")
+
+
+def respaced_timesteps(num_train_timesteps: int, respacing: str, owner: str = "scheduler") -> np.ndarray:
+    """The training timesteps a respaced run visits (ADM / GLIDE's `space_timesteps`), descending.
+
+    `respacing` is "N" (N steps evenly over [0, T-1], rounded), "n1,n2,..." (the steps cut into as many
+    equal sections, n_i evenly within section i), "ddimN" (the integer stride that gives exactly N steps,
+    from 0) or "fast27" (GLIDE's upsampler: "10,10,3,2,2" with its noisiest step T-1 moved to T-3).
+    """
+    text = str(respacing).strip()
+    T = num_train_timesteps
+    if text.startswith("ddim"):
+        try:
+            wanted = int(text[len("ddim"):])
+        except ValueError:
+            raise ConfigError(f"{owner}: respacing {respacing!r}: write ddimN with N a number of steps") from None
+        for stride in range(1, T):
+            if len(range(0, T, stride)) == wanted:
+                return np.arange(0, T, stride, dtype=np.int64)[::-1].copy()
+        raise ConfigError(f"{owner}: respacing {respacing!r}: no integer stride gives exactly {wanted} of {T} steps")
+    if text == "fast27":
+        steps = set(respaced_timesteps(T, "10,10,3,2,2", owner).tolist())
+        steps.discard(T - 1)  # the noisiest step gives DDIM artifacts (GLIDE's note): use T - 3 instead
+        steps.add(T - 3)
+        return np.array(sorted(steps, reverse=True), dtype=np.int64)
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{owner}: respacing {respacing!r} is not a step count, comma-separated section counts, "
+                          f"ddimN or fast27") from None
+    size, extra = divmod(T, len(counts))
+    steps: set[int] = set()
+    start = 0
+    for i, count in enumerate(counts):
+        section = size + (1 if i < extra else 0)
+        if count < 1 or count > section:
+            raise ConfigError(f"{owner}: respacing {respacing!r}: cannot take {count} steps from a section of "
+                              f"{section} of the {T} training steps")
+        stride = 1 if count <= 1 else (section - 1) / (count - 1)
+        # The position is accumulated and rounded as Python rounds (halves to even), as the official code
+        # does: j * stride instead picks other steps where the sum's rounding error crosses a half.
+        position = 0.0
+        for _ in range(count):
+            steps.add(start + round(position))
+            position += stride
+        start += section
+    return np.array(sorted(steps, reverse=True), dtype=np.int64)

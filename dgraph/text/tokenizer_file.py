@@ -15,7 +15,7 @@ import torch
 from ..errors import ConfigError
 
 # tokenizer_config.json `tokenizer_class` values whose tokenizer.json says everything transformers does.
-NATIVE_CLASSES = ("BertTokenizer", "BertTokenizerFast")
+NATIVE_CLASSES = ("BertTokenizer", "BertTokenizerFast", "GlideTokenizer", "GlideCLIPTokenizer")
 # transformers' stand-in for "no limit" (int(1e30)).
 _UNBOUNDED = int(1e30)
 

@@ -126,7 +126,7 @@ def test_run_options_are_declared_by_the_families():
     # The loop node's parameters are the union of what the families declare (no signature inspection).
     declared = {name for cls, _ in FAMILIES.values() for name in cls.run_options}
     loop_parameters = set(inspect.signature(sample_loop).parameters)
-    assert declared == {"eta", "use_clipped_model_output", "s_churn", "s_tmin", "s_tmax", "s_noise", "order"}
+    assert declared == {"eta", "use_clipped_model_output", "s_churn", "s_tmin", "s_tmax", "s_noise", "order", "respacing"}
     assert declared <= loop_parameters
 
 
