@@ -359,8 +359,8 @@ class Graph:
         files are never replaced, not even by a run going on at the same time — unless `overwrite` is set,
         when names start again at 000 and replace what is there.
 
-        `executor`: "local" (one node at a time), "parallel" (ready nodes at once, engine/parallel.py) or an
-        `Executor`; default: the graph's own (local). `devices` places nodes without `device:` over these
+        `executor`: "local" (one node at a time), "parallel" (ready nodes at once, engine/parallel.py), "ray"
+        (on a Ray cluster, engine/ray_executor.py) or an `Executor`; default: the graph's own (local). `devices` places nodes without `device:` over these
         devices by memory (it implies the parallel executor).
         """
         request = self._request(outputs, inputs, device, force_device, on_event, cancel, output_dir, overwrite)
@@ -387,7 +387,9 @@ class Graph:
         requests = [self._request(outputs, {**shared, **item}, device, force_device, on_event, cancel, output_dir,
                                   overwrite) for item in items]
         runner = self._executor(executor, devices)
-        if pipeline and hasattr(runner, "run_items"):
+        if getattr(runner, "spreads_items", False):  # items over a cluster's workers, pipelined or not
+            raw = runner.run_items(requests, pipeline=pipeline)
+        elif pipeline and hasattr(runner, "run_items"):
             raw = runner.run_items(requests)
         else:
             raw = [runner.run(request) for request in requests]
