@@ -92,7 +92,10 @@ class RayExecutor(Executor):
     # ---- the cluster --------------------------------------------------------------------------------
     def connect(self) -> None:
         """Join the cluster (or start a local instance) unless this process already has."""
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise DgraphError("the Ray executor needs Ray: pip install 'dgraph[ray]'") from None
 
         if not ray.is_initialized():
             try:

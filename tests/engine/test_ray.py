@@ -18,6 +18,7 @@ import torch
 
 from dgraph.engine.events import Event
 from dgraph.engine.ray_executor import NAMESPACE, RayExecutor, WorkerDied
+from dgraph.engine.ray_homes import ACTOR, DRIVER, Home, worker_homes
 from dgraph.engine.registry import Registry
 from dgraph.errors import Cancelled
 from dgraph.graph import Graph
@@ -58,6 +59,15 @@ def ray_instance():
     yield
     RayExecutor.release()
     ray.shutdown()
+
+
+def test_homes_of_the_digits_graph():
+    graph = Graph.load(DIGITS)
+    homes = worker_homes(graph.resolved, graph.plan())
+    assert homes == {**{n: Home(ACTOR, "text_encoder") for n in ("tokenizer", "text_encoder", "prompt")},
+                     **{n: Home(ACTOR, "unet") for n in ("unet", "vae", "scheduler", "cond", "uncond", "guided",
+                                                         "noise", "sample", "image")},
+                     "save": Home(DRIVER)}
 
 
 def _kinds(events: list[Event], node: str) -> list[str]:
