@@ -29,13 +29,13 @@ from importlib.metadata import entry_points
 from typing import Any, Sequence
 
 from ..errors import Cancelled, DgraphError
-from .cache import value_digest
+from .cache import static_key, value_digest
 from .events import Event, new_run, stamping
 from .executor import Executor, RunRequest
 from .ray_homes import ACTOR, DRIVER, Home, worker_homes
 from .registry import GROUP
 from .task import RunState, Services, prepare, run_task
-from .workflow import Link
+from .workflow import Link, Literal
 
 NAMESPACE = "dgraph"
 Job = tuple[int, str]  # (item, node name)
@@ -43,6 +43,7 @@ Job = tuple[int, str]  # (item, node name)
 _ACTORS: dict[str, Any] = {}  # actor name -> handle: held by the driver, so executes reuse them
 _WHERE: dict[str, Any] = {}  # actor name -> a ref to its `where()` (asked at creation, read when it dies)
 _CHANNEL: list[Any] = []
+_SESSION: list[Any] = [None]  # the Ray job the handles above belong to
 
 
 class WorkerDied(DgraphError):
@@ -104,6 +105,12 @@ class RayExecutor(Executor):
             except ConnectionError as error:
                 raise DgraphError(f"--ray-address {self.address}: no Ray cluster there ({error}); start one with "
                                   "`ray start --head` or leave out --ray-address to start a local instance") from None
+        job = ray.get_runtime_context().get_job_id()
+        if _SESSION[0] != job:  # this process joined another instance since: the old handles mean nothing there
+            _ACTORS.clear()
+            _WHERE.clear()
+            _CHANNEL.clear()
+            _SESSION[0] = job
 
     def gpus(self) -> float:
         import ray
@@ -224,17 +231,21 @@ class _Schedule:
             return self.cpu
         return self.actor_device
 
-    def _actor_name(self, item: int, name: str) -> str | None:
-        """The actor running node `name` of `item`; None while its group's root is not prepared yet."""
+    def _actor_name(self, item: int, name: str) -> str:
+        """The actor running node `name` of `item`: named after its group root's content key, or, for a root
+        with linked inputs (whose key needs them first), after what its literals are."""
         home = self.homes[item][name]
         job = (item, home.root)
         if job not in self.root_keys:
             request = self.requests[item]
             root = request.resolved.nodes[home.root]
-            if any(isinstance(b, Link) and b.node not in self.states[item].keys for b in root.bindings.values()):
-                return None  # the root's own inputs are not there yet
-            task = prepare(root, self._device(item, home.root), self.states[item], request, lambda v, d, p: v)
-            self.root_keys[job] = task.key
+            if any(isinstance(b, Link) for b in root.bindings.values()):
+                spec = root.spec
+                self.root_keys[job] = static_key(spec.type_name, spec.version, [
+                    (k, value_digest(b.value)) for k, b in root.bindings.items() if isinstance(b, Literal)])
+            else:
+                task = prepare(root, self._device(item, home.root), self.states[item], request, lambda v, d, p: v)
+                self.root_keys[job] = task.key
         return f"dgraph-{self.root_keys[job][:24]}-{item % self.replicas}"
 
     # ---- the driver loop ----------------------------------------------------------------------------
@@ -257,7 +268,6 @@ class _Schedule:
                     children.setdefault(parent, []).append(job)
         ready = [(item, order[(item, name)], name) for (item, name), count in waiting.items() if count == 0]
         heapq.heapify(ready)
-        held: list[tuple[int, int, str]] = []  # ready, but their actor's name is not known yet
         if emit:
             emit(Event("plan", total=len(order)))
         drained = time.monotonic()
@@ -273,10 +283,8 @@ class _Schedule:
                     except Exception as failure:  # noqa: BLE001 - raised below, after the bookkeeping
                         self._fail(failure)
                         break
-                    if result == "held":
-                        held.append(entry)
-                    elif result is not None:
-                        self._store(result, children, waiting, order, ready, held)
+                    if result is not None:
+                        self._store(result, children, waiting, order, ready)
                 if not self.in_flight:
                     break
                 done, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=0.05)
@@ -298,7 +306,7 @@ class _Schedule:
                         self.answered.add(actor)
                     result = self._finished(job, key, outputs_ref, actor, meta)
                     if not stopping:
-                        self._store(result, children, waiting, order, ready, held)
+                        self._store(result, children, waiting, order, ready)
         except KeyboardInterrupt:
             self._fail(Cancelled("interrupted"))
             self._cancel_remote()
@@ -365,7 +373,7 @@ class _Schedule:
     # ---- one node -----------------------------------------------------------------------------------
     def _dispatch(self, entry: tuple[int, int, str]):
         """Start one ready node: returns its result when it is done at once (the driver ran it, or the
-        cache had it), "held" when its actor is not known yet, None when it went to a worker."""
+        cache had it), None when it went to a worker."""
         from .ray_worker import Call, Resident, Shipped, run_cpu_task
 
         item, _, name = entry
@@ -379,8 +387,6 @@ class _Schedule:
         actor_name = ""
         if home.kind == ACTOR:
             actor_name = self._actor_name(item, name)
-            if actor_name is None:
-                return "held"
         refs: list[Any] = []
 
         def move(value: Any, device: Any, producer: str) -> Any:
@@ -459,7 +465,7 @@ class _Schedule:
             if isinstance(binding, Link):
                 yield (item, binding.node), state.values[(binding.node, binding.output)]
 
-    def _store(self, result, children, waiting, order, ready, held) -> None:
+    def _store(self, result, children, waiting, order, ready) -> None:
         (item, name), key, outputs = result
         state = self.states[item]
         state.keys[name] = key
@@ -469,9 +475,6 @@ class _Schedule:
             waiting[child] -= 1
             if waiting[child] == 0:
                 heapq.heappush(ready, (child[0], order[child], child[1]))
-        for entry in held:  # a root that finished may name their actor now
-            heapq.heappush(ready, entry)
-        held.clear()
 
     def _outputs(self) -> list[dict[str, Any]]:
         wanted = {}
