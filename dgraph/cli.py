@@ -102,8 +102,8 @@ def _parser(command: str | None = "*") -> argparse.ArgumentParser:
                         "(implied by --devices, --pipeline and --offload); ray: on a Ray cluster, models kept in "
                         "its workers, the prompts of --prompt-file spread over them (implied by --ray-address)")
     p.add_argument("--ray-address", metavar="ADDRESS",
-                   help="the Ray cluster to run on (auto, ray://HOST:10001); default: a local instance started "
-                        "for this run")
+                   help="the Ray cluster to run on (auto, ray://HOST:10001); default: the instance running on "
+                        "this machine, else one started for this run")
     p.add_argument("--ray-workers", type=_positive_int, metavar="N",
                    help="replicas of each model worker that prompts spread over (default: the cluster's GPUs, "
                         "else 1)")

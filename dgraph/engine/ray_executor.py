@@ -115,9 +115,13 @@ class RayExecutor(Executor):
     def gpus(self) -> float:
         import ray
 
-        if self.devices_per_worker is not None:
-            return self.devices_per_worker
-        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        available = ray.cluster_resources().get("GPU", 0)
+        if self.devices_per_worker is None:
+            return 1.0 if available >= 1 else 0.0
+        if self.devices_per_worker > available:  # Ray would wait for such a worker forever
+            raise DgraphError(f"devices_per_worker={self.devices_per_worker:g} but the Ray cluster has {available:g} "
+                              "GPUs; give at most that, or 0 to keep the models on the CPU")
+        return self.devices_per_worker
 
     def replicas(self) -> int:
         import ray
@@ -127,14 +131,15 @@ class RayExecutor(Executor):
         gpus = self.gpus()
         return max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)) if gpus else 1
 
-    def actor(self, name: str) -> Any:
-        """The model actor called `name`, created (or found on the cluster) on first use."""
+    def actor(self, name: str, gpus: float) -> Any:
+        """The model actor called `name`, holding `gpus` GPUs, created (or found on the cluster) on first
+        use (its name carries its root's content key, which holds the device, so one name means one kind)."""
         handle = _ACTORS.get(name)
         if handle is None:
             from .ray_worker import ModelActor
 
             options: dict[str, Any] = dict(name=name, namespace=NAMESPACE, get_if_exists=True,
-                                           num_gpus=self.gpus(), scheduling_strategy="SPREAD")
+                                           num_gpus=gpus, scheduling_strategy="SPREAD")
             if self.keep:
                 options["lifetime"] = "detached"
             handle = _ACTORS[name] = ModelActor.options(**options).remote()
@@ -190,10 +195,9 @@ class _Schedule:
         self.channel = executor.channel() if self.listener else None
         self.cancel_token = requests[0].cancel
         self.states = [RunState({n: value_digest(v) for n, v in r.inputs.items()}) for r in requests]
-        self.tokens = [r.cache.begin_run() for r in requests]
         self.replicas = executor.replicas()
-        gpu = executor.gpus() > 0
-        self.actor_device = torch.device("cuda:0" if gpu else "cpu")
+        self.gpus = executor.gpus()
+        self.actor_device = torch.device("cuda:0")  # an actor sees the GPUs Ray gave it, from 0
         self.cpu = torch.device("cpu")
         self.threads = executor.threads or torch.get_num_threads()
         self.root_keys: dict[Job, str] = {}
@@ -203,10 +207,11 @@ class _Schedule:
         # meta ref -> (job, key, outputs ref, actor name, actor handle)
         self.in_flight: dict[Any, tuple[Job, str, Any, str, Any]] = {}
         self.pooled = list(_ACTORS.values())  # actors kept from earlier runs (one may have died since)
-        self.answered: set[str] = set()  # actors that ran a node of this run
+        self.answered: set[int] = set()  # ids of the actor handles that ran a node of this run
         self.emitters = [stamping(self.listener, self.run_id, i if item_events else -1) for i in range(len(requests))]
         self.error: BaseException | None = None
         self.cancelled_remote = False
+        self.tokens = [r.cache.begin_run() for r in requests]  # last: an error above leaves the caches as they were
 
     # ---- planning -----------------------------------------------------------------------------------
     @staticmethod
@@ -223,11 +228,17 @@ class _Schedule:
             wanted[link.node].add(link.output)
         return {name: tuple(sorted(outputs)) for name, outputs in wanted.items()}
 
-    def _device(self, item: int, name: str) -> Any:
+    def _on_cpu(self, item: int, name: str) -> bool:
         request = self.requests[item]
-        node = request.resolved.nodes[name]
+        return request.resolved.nodes[name].device == "cpu" or (request.force_device and request.device == "cpu")
+
+    def _gpus(self, item: int, root: str) -> float:
+        """GPUs of the actor for the group of `root`: none when its model is placed on the CPU."""
+        return 0.0 if self._on_cpu(item, root) else self.gpus
+
+    def _device(self, item: int, name: str) -> Any:
         home = self.homes[item][name]
-        if home.kind != ACTOR or node.device == "cpu" or (request.force_device and request.device == "cpu"):
+        if home.kind != ACTOR or self._on_cpu(item, name) or not self._gpus(item, home.root):
             return self.cpu
         return self.actor_device
 
@@ -303,7 +314,7 @@ class _Schedule:
                             self._fail(self._explain(failure, job, actor))
                         continue
                     if actor:
-                        self.answered.add(actor)
+                        self.answered.add(id(handle))
                     result = self._finished(job, key, outputs_ref, actor, meta)
                     if not stopping:
                         self._store(result, children, waiting, order, ready)
@@ -331,7 +342,7 @@ class _Schedule:
         anything; then it leaves the pool, and the node goes to a new actor of the same name."""
         from ray import exceptions
 
-        if not actor or not isinstance(failure, exceptions.RayActorError) or actor in self.answered \
+        if not actor or not isinstance(failure, exceptions.RayActorError) or id(handle) in self.answered \
                 or not any(h is handle for h in self.pooled):
             return False
         if _ACTORS.get(actor) is handle:
@@ -414,7 +425,7 @@ class _Schedule:
                     self.channel, self.threads)
         handle = None
         if actor_name:
-            handle = self.executor.actor(actor_name)
+            handle = self.executor.actor(actor_name, self._gpus(item, home.root))
             self.used_actors[actor_name] = handle
             meta_ref, outputs_ref = handle.run.remote(call, *refs)
         else:

@@ -20,7 +20,7 @@ from dgraph.engine.events import Event
 from dgraph.engine.ray_executor import NAMESPACE, RayExecutor, WorkerDied
 from dgraph.engine.ray_homes import ACTOR, DRIVER, Home, worker_homes
 from dgraph.engine.registry import Registry
-from dgraph.errors import Cancelled
+from dgraph.errors import Cancelled, DgraphError
 from dgraph.graph import Graph
 from dgraph.node import CancelToken, Context, node
 
@@ -205,6 +205,13 @@ def test_items_spread_over_two_workers_in_item_order(tmp_path):
         assert torch.equal(local.image.tensor, result.image.tensor)
         assert Path(result.files[0]).name == f"digits_{index:03d}.png"  # files numbered in the items' order
         assert Path(result.files[0]).read_bytes() == Path(local.files[0]).read_bytes()
+
+
+def test_more_gpus_than_the_cluster_has_is_refused_before_anything_runs():
+    graph = Graph.load(DIGITS)
+    with pytest.raises(DgraphError, match=r"^devices_per_worker=1 but the Ray cluster has 0 GPUs; give at most that, "
+                                          r"or 0 to keep the models on the CPU$"):
+        graph.execute(executor=RayExecutor(devices_per_worker=1))
 
 
 def test_run_command_spreads_a_prompt_file(tmp_path, capsys):
