@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -154,8 +153,6 @@ class ModelActor:
         self.cache = ResultCache()
         self.runs: dict[str, int] = {}  # driver run -> this actor's cache token
         self.cancelled: set[str] = set()
-        self.lock = threading.Lock()
-        self.loads = 0  # nodes run here, not served from the cache (the tests count loads with it)
 
     def where(self) -> str:
         return where()
@@ -179,16 +176,8 @@ class ModelActor:
             task = _arguments(call, list(outputs), self.cache, torch.device(call.task.context.device))
             found, events = _run(call, task, _Flag(self.cancelled, call.run))
             self.cache.put(call.task.key, found, token)
-            self.loads += 1
         meta = {"cached": cached, "events": events, "seconds": time.perf_counter() - started}
         return meta, _exported(found, call.exports)
-
-    def served(self, key: str) -> bool:
-        """Whether a node keyed `key` is held here."""
-        return key in self.cache
-
-    def counted_loads(self) -> int:
-        return self.loads
 
     def end_run(self, run: str) -> None:
         """The driver's run is over: drop what it did not use (unless another run still uses it)."""
@@ -211,7 +200,7 @@ def run_cpu_task(call: Call, *outputs: dict[str, Any]) -> tuple[dict[str, Any], 
     started = time.perf_counter()
     task = _arguments(call, list(outputs), None, torch.device("cpu"))
     found, events = _run(call, task, CancelToken())
-    return {"events": events, "seconds": time.perf_counter() - started, "where": where()}, found
+    return {"events": events, "seconds": time.perf_counter() - started}, found
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
