@@ -52,13 +52,18 @@ TWO_BRANCHES = {
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
-    """A local Ray instance for this module; the test node types travel to its workers by value."""
+    """A local Ray instance for this module; the test node types travel to its workers by value. Nodes run
+    with one torch thread here and on the workers (which take the driver's count): two cores, several
+    processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, configure_logging=False,
              log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
     RayExecutor.release()
     ray.shutdown()
+    torch.set_num_threads(threads)
 
 
 def test_homes_of_the_digits_graph():
