@@ -299,7 +299,7 @@ class _Schedule:
                 if not self.in_flight:
                     break
                 done, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=0.05)
-                if self.channel is not None and (done or time.monotonic() - drained > 0.1):
+                if self.channel is not None and time.monotonic() - drained > 0.1:  # long nodes' batches
                     self._drain()
                     drained = time.monotonic()
                 for ref in done:
@@ -438,7 +438,13 @@ class _Schedule:
         emit = self.emitters[item]
         device = str(self._device(item, name))
         if emit:
-            for event in meta["events"]:
+            from .ray_worker import SENT
+
+            events = meta["events"]
+            if events and events[0] == SENT:  # some went through the channel: those first
+                self._drain()
+                events = events[1:]
+            for event in events:
                 emit(event)
             if meta.get("cached"):
                 emit(Event("node-cached", name, device=device))

@@ -28,6 +28,7 @@ from .cache import ResultCache
 from .task import NodeTask, Services, run_task, spec_for
 
 FLUSH_SECONDS = 0.1
+SENT = "sent"  # first in a node's last events when earlier ones went through the channel
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ def _run(call: Call, task: NodeTask, cancel: CancelToken) -> tuple[dict[str, Any
         outputs = run_task(spec, task, Services(emit=events.emit if events else None, cancel=cancel))
     finally:
         rest = events.rest() if events else []
+    if events is not None and events.last is not None:
+        rest.insert(0, SENT)  # the driver takes the batches sent from the channel first
     return outputs, rest
 
 
