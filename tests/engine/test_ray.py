@@ -157,6 +157,17 @@ def test_cancel_stops_the_remote_loop_at_its_next_step(tmp_path):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+def test_a_node_error_on_a_worker_is_the_error_a_local_run_gives(tmp_path):
+    graph = Graph.load(DIGITS)
+    errors = []
+    for executor in ("local", "ray"):
+        with pytest.raises(DgraphError) as caught:
+            graph.execute(seed=1, steps=5000, executor=executor, output_dir=tmp_path)
+        errors.append(caught.value)
+    assert type(errors[0]) is type(errors[1]) and str(errors[0]) == str(errors[1])
+    assert str(errors[1]).startswith("node 'sample' (sample.loop): DDIMScheduler: num_inference_steps=5000")
+
+
 def test_cancel_stops_a_task(tmp_path):
     registry = Registry()
     for fn in (sample, add):
