@@ -39,12 +39,22 @@ def main() -> None:
         for case in cases:
             print(f"{case.name:32s} {case.what}")
         return
-    header = f"# dgraph benchmarks\n\n{machine_line({c.threads for c in cases})}"
+    line = machine_line({c.threads for c in cases})
     saved_file = args.out / "results.json"
-    kept = json.loads(saved_file.read_text())["rows"] if args.only and saved_file.exists() else []
+    saved = json.loads(saved_file.read_text()) if args.only and saved_file.exists() else None
+    kept = saved["rows"] if saved else []
+    header = header_for(saved["machine"] if saved else None, line, args.only)
     # Written after every case, so that an interrupted run keeps what it measured.
     rows = run_cases(cases, done=lambda so_far: write(merged(kept, so_far), header, args.out, quiet=True))
     write(merged(kept, rows), header, args.out)
+
+
+def header_for(saved: str | None, line: str, only: list[str]) -> str:
+    """The results' header: a whole run's machine line; a partial run adds its own, naming what it ran,
+    beneath the saved lines of the rows it keeps."""
+    if saved is None:
+        return f"# dgraph benchmarks\n\n{line}"
+    return f"{saved.rstrip()}  \n" + line.replace("; ", f" ({', '.join(only)}); ", 1)
 
 
 def merged(saved: list[dict], new: list[dict]) -> list[dict]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .harness import Case, Command, InProcess
-from .sides import digits, engine, ldm, models, schedulers, unclip
+from .sides import digits, engine, ldm, models, ray_cluster, schedulers, unclip
 
 ROOT = Path(__file__).resolve().parents[1]
 DGRAPH = str(Path(sys.executable).parent / "dgraph")
@@ -87,4 +87,17 @@ CASES: list[Case] = [
          goal=1.0, atol=1e-4, rounds=3, warmup=2, repeat=5, prepare=models.prepare),
     *(_scheduler_pair(name) for name in ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler",
                                           "UniPCMultistepScheduler")),
+    # ---- the Ray executor (a local Ray instance in each side's process) ---------------------------------
+    Case("ray.chain", "1,000-node math.add chain, per node: executor ray (every node a Ray task) vs local",
+         InProcess(ray_cluster.chain_side, {"executor": "ray"}, per=1_000, label="ray"),
+         InProcess(ray_cluster.chain_side, {"executor": "local"}, per=1_000, label="local"),
+         atol=0.0, unit="us", rounds=3, warmup=1, repeat=1),
+    Case("ray.digits_warm", "digits job, models loaded, new prompt and seed each call: executor ray vs local",
+         InProcess(ray_cluster.digits_side, {"executor": "ray"}, label="ray"),
+         InProcess(ray_cluster.digits_side, {"executor": "local"}, label="local"),
+         atol=0.0, rounds=3, warmup=1, repeat=3),
+    Case("ray.batch", "4 digits prompts as items over 2 model workers vs 1 (RayExecutor(workers=N))",
+         InProcess(ray_cluster.batch_side, {"workers": 2}, label="2 workers"),
+         InProcess(ray_cluster.batch_side, {"workers": 1}, label="1 worker"),
+         atol=0.0, rounds=3, warmup=1, repeat=1),
 ]

@@ -104,9 +104,16 @@ def _parser(command: str | None = "*") -> argparse.ArgumentParser:
                    help="run the denoiser networks through torch.compile: default, reduce-overhead (with CUDA "
                         "graphs) or max-autotune; the first sampling step compiles")
     _executor_flags(p)
-    p.add_argument("--executor", choices=["local", "parallel"],
+    p.add_argument("--executor", choices=["local", "parallel", "ray"],
                    help="local: one node at a time (the default); parallel: ready nodes at once "
-                        "(implied by --devices, --pipeline and --offload)")
+                        "(implied by --devices, --pipeline and --offload); ray: on a Ray cluster, models kept in "
+                        "its workers, the prompts of --prompt-file spread over them (implied by --ray-address)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="the Ray cluster to run on (auto, ray://HOST:10001); default: the instance running on "
+                        "this machine, else one started for this run")
+    p.add_argument("--ray-workers", type=_positive_int, metavar="N",
+                   help="replicas of each model worker that prompts spread over (default: the cluster's GPUs, "
+                        "else 1)")
     p.add_argument("--pipeline", action="store_true",
                    help="run each prompt of --prompt-file as its own item, item k+1's first stages beside item "
                         "k's later ones (default: all prompts as one batch)")
@@ -333,25 +340,27 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
         print("\ncancelling at the next step (Ctrl-C again to abort now)", file=sys.stderr)
 
     executor = _executor(args)
-    if args.pipeline and not (isinstance(bound.get("prompt"), list) and len(bound["prompt"]) > 1):
+    several = isinstance(bound.get("prompt"), list) and len(bound["prompt"]) > 1
+    if args.pipeline and not several:
         raise UsageError("--pipeline runs a list of items: give several prompts with --prompt-file")
+    as_items = args.pipeline or (several and getattr(executor, "spreads_items", False))  # one item a prompt
     previous = signal.signal(signal.SIGINT, on_sigint)
     started = time.perf_counter()
     options = dict(device=args.device, force_device=args.force_device, cancel=cancel, output_dir=args.output_dir,
                    overwrite=args.overwrite)
     try:
         with ProgressPrinter(enabled=not args.quiet) as progress:
-            if args.pipeline:
+            if as_items:
                 items = [{"prompt": prompt} for prompt in bound.pop("prompt")]
                 results = graph.execute_items(items, args.outputs, executor=executor, on_event=progress,
-                                              **options, **bound)
+                                              pipeline=args.pipeline, **options, **bound)
             else:
                 results = [graph.execute(args.outputs, executor=executor, on_event=progress, **options, **bound)]
     finally:
         signal.signal(signal.SIGINT, previous)
     print(f"seed: {results[0].seed}")
     for index, result in enumerate(results):
-        where = f"item {index} " if args.pipeline else ""
+        where = f"item {index} " if as_items else ""
         for name, value in result.items():
             print(f"{where}{name}: {_describe(value)}")
     if not args.quiet:
@@ -363,9 +372,19 @@ def _executor(args: argparse.Namespace):
     """The executor `run`'s flags ask for (None: the graph's default, local)."""
     from .engine.parallel import make_executor
 
-    name = args.executor or ("parallel" if args.devices or args.pipeline or args.offload else None)
+    name = args.executor or ("ray" if args.ray_address else None) or \
+        ("parallel" if args.devices or args.pipeline or args.offload else None)
+    if name != "ray" and (args.ray_address or args.ray_workers):
+        used = [flag for flag, on in (("--ray-address", args.ray_address), ("--ray-workers", args.ray_workers)) if on]
+        raise UsageError(f"{', '.join(used)} need --executor ray")
     if name is None:
         return None
+    if name == "ray":
+        if args.devices or args.offload:
+            used = [flag for flag, on in (("--devices", args.devices), ("--offload", args.offload)) if on]
+            raise UsageError(f"{', '.join(used)} place nodes over this machine's devices: use --executor parallel "
+                             "(on Ray each model worker holds its own GPU; --ray-workers sets how many)")
+        return make_executor("ray", address=args.ray_address, workers=args.ray_workers)
     if name == "local" and (args.devices or args.pipeline or args.offload):
         used = [flag for flag, on in (("--devices", args.devices), ("--pipeline", args.pipeline),
                                       ("--offload", args.offload)) if on]

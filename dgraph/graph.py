@@ -398,9 +398,10 @@ class Graph:
         files are never replaced, not even by a run going on at the same time — unless `overwrite` is set,
         when names start again at 000 and replace what is there.
 
-        `executor`: "local" (one node at a time), "parallel" (ready nodes at once, engine/parallel.py) or an
-        `Executor`; default: the graph's own (local). `devices` places nodes without `device:` over these
-        devices by memory (it implies the parallel executor).
+        `executor`: "local" (one node at a time), "parallel" (ready nodes at once, engine/parallel.py), "ray"
+        (on a Ray cluster, engine/ray_executor.py) or an `Executor`; default: the graph's own (local).
+        `devices` places nodes without `device:` over these devices by memory (it implies the parallel
+        executor).
         """
         request = self._request(outputs, inputs, device, force_device, on_event, cancel, output_dir, overwrite)
         result = Result(self._executor(executor, devices).run(request))
@@ -416,7 +417,8 @@ class Graph:
         """Run the graph once per item (a dict of graph inputs, over `inputs` shared by all); results in item
         order, each bitwise what `execute(**inputs, **item)` gives. With `pipeline` (and the parallel
         executor) the items go through one schedule: item k+1's first stages run while item k's later
-        ones do, on their own devices. Every item runs with the same seed unless an item gives its own."""
+        ones do, on their own devices. The Ray executor spreads the items over its workers, pipelined or
+        not. Every item runs with the same seed unless an item gives its own."""
         if not items:
             raise InputError("execute_items needs at least one item")
         shared = dict(inputs)
@@ -426,7 +428,9 @@ class Graph:
         requests = [self._request(outputs, {**shared, **item}, device, force_device, on_event, cancel, output_dir,
                                   overwrite) for item in items]
         runner = self._executor(executor, devices)
-        if pipeline and hasattr(runner, "run_items"):
+        if getattr(runner, "spreads_items", False):  # items over a cluster's workers, pipelined or not
+            raw = runner.run_items(requests, pipeline=pipeline)
+        elif pipeline and hasattr(runner, "run_items"):
             raw = runner.run_items(requests)
         else:
             raw = [runner.run(request) for request in requests]

@@ -312,7 +312,7 @@ class _Schedule:
 
 
 def make_executor(name: str | Executor | None, **options: Any) -> Executor:
-    """An executor from its name (`local`, `parallel`) or as given; `options` go to the parallel one."""
+    """An executor from its name (`local`, `parallel`, `ray`) or as given; `options` go to the parallel or Ray one."""
     from .executor import LocalExecutor
 
     if isinstance(name, Executor):
@@ -325,4 +325,8 @@ def make_executor(name: str | Executor | None, **options: Any) -> Executor:
         return LocalExecutor()
     if name == "parallel":
         return ParallelExecutor(**options)
-    raise DgraphError(f"unknown executor {name!r}; choose local or parallel")
+    if name == "ray":
+        from .ray_executor import RayExecutor  # imports ray only when asked for
+
+        return RayExecutor(**options)
+    raise DgraphError(f"unknown executor {name!r}; choose local, parallel or ray")

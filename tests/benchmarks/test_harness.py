@@ -46,3 +46,14 @@ def test_a_partial_run_replaces_its_rows_and_keeps_the_others():
     saved = [{"case": "a", "v": 1}, {"case": "b", "v": 2}, {"case": "c", "v": 3}]
     assert merged(saved, [{"case": "b", "v": 20}, {"case": "d", "v": 4}]) == [
         {"case": "a", "v": 1}, {"case": "b", "v": 20}, {"case": "c", "v": 3}, {"case": "d", "v": 4}]
+
+
+def test_a_partial_run_adds_its_machine_line_beneath_the_saved_ones():
+    from benchmarks.__main__ import header_for
+
+    line = "Python 3.11, 2 CPUs, load average at start 1.00; 2026-12-01 10:00 UTC"
+    whole = header_for(None, line, [])
+    assert whole == f"# dgraph benchmarks\n\n{line}"
+    later = header_for(whole, "Python 3.11, 2 CPUs, load average at start 4.00; 2026-12-01 11:00 UTC", ["ray", "cli"])
+    assert later == (f"# dgraph benchmarks\n\n{line}  \n"
+                     "Python 3.11, 2 CPUs, load average at start 4.00 (ray, cli); 2026-12-01 11:00 UTC")

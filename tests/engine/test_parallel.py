@@ -244,8 +244,8 @@ def test_items_pipelined_equal_items_one_by_one(registry, tmp_path):
 def test_executor_names(registry):
     assert isinstance(make_executor("local"), LocalExecutor)
     assert isinstance(make_executor("parallel"), ParallelExecutor)
-    with pytest.raises(DgraphError, match="unknown executor 'ray'; choose local or parallel"):
-        make_executor("ray")
+    with pytest.raises(DgraphError, match="unknown executor 'dask'; choose local, parallel or ray"):
+        make_executor("dask")
     with pytest.raises(DgraphError, match="devices need the parallel executor: add --executor parallel"):
         make_executor("local", devices=["cpu"])
 
