@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import cascades
+from . import cascades, stable_diffusion
 from .configuration import read_json
 from .errors import ConfigError, HubError, SourceError
 from .hub import Source, as_source, fetch_file
@@ -30,6 +30,7 @@ class _Parts:
 
     def __init__(self, base: str, components: dict[str, str | None]):
         self.base, self.components = base.rstrip("/"), components
+        self.settings = getattr(components, "settings", {})  # model_index.json's other values, when read
 
     def __getitem__(self, name: str) -> str:
         if name not in self.components:
@@ -294,11 +295,22 @@ RECIPES: dict[str, PipelineRecipe] = {
     "PixArtAlphaPipeline": PipelineRecipe(_pixart, "PixArt-α (Chen et al. 2023): text-to-image from a diffusion "
                                                    "transformer cross-attending to T5 text states, DPM-Solver++ with "
                                                    "classifier-free guidance, then the KL VAE, from {repo}."),
+    "StableDiffusionPipeline": PipelineRecipe(stable_diffusion.sd_text_to_image, stable_diffusion.HEADERS["sd"]),
+    "StableDiffusionXLPipeline": PipelineRecipe(stable_diffusion.sdxl_text_to_image, stable_diffusion.HEADERS["sdxl"]),
     "AudioLDMPipeline": PipelineRecipe(_audioldm, "AudioLDM (Liu et al. 2023): text -> CLAP text embedding -> UNet "
                                                   "conditioned through its class embedding, in a DDIM loop with "
                                                   "classifier-free guidance -> the KL autoencoder's mel (16 kHz, 64 "
                                                   "bands) -> SpeechT5 HiFi-GAN -> a 16 kHz wav, from {repo}."),
 }
+
+
+class Components(dict):
+    """Component name -> subfolder (None: the repo root), with model_index.json's other values as `settings`
+    (e.g. SDXL's force_zeros_for_empty_prompt); a plain dict works where there are none."""
+
+    def __init__(self, folders: dict[str, str | None], settings: dict[str, Any] | None = None):
+        super().__init__(folders)
+        self.settings = settings or {}
 
 
 def _component_folders(source: Source, index: dict[str, Any]) -> dict[str, str | None]:
@@ -315,7 +327,9 @@ def _component_folders(source: Source, index: dict[str, Any]) -> dict[str, str |
         except (HubError, SourceError):
             present = False
         found[name] = name if present else None
-    return found
+    settings = {name: value for name, value in index.items()
+                if not name.startswith("_") and not isinstance(value, (list, dict))}
+    return Components(found, settings)
 
 
 def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:

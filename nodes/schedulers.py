@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import Field
 
 from dgraph.node import Context, node
-from dgraph.schedulers import (DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
+from dgraph.schedulers import (DDIMScheduler, load_scheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
                                EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
                                LMSDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
 from dgraph.schedulers.base import Scheduler as SchedulerBase
@@ -101,3 +101,13 @@ scheduler_euler_ancestral = family_node("euler_ancestral")
 scheduler_heun = family_node("heun")
 scheduler_lms = family_node("lms")
 scheduler_unipc = family_node("unipc")
+
+
+@node("scheduler.from_config", description="The scheduler a scheduler_config.json names (its _class_name).")
+def scheduler_from_config(ctx: Context, config: Source) -> Scheduler:
+    """A pipeline's own sampler, whichever family it is (PNDM for SD 1.x, Euler for SDXL, ...); to swap it,
+    use the family's node (scheduler.euler, ...) with the same config.
+
+    config: a scheduler_config.json source (folder, hf://repo/scheduler@rev, pkg://...)
+    """
+    return load_scheduler(ctx.resolve_source(config))

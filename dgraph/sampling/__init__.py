@@ -7,7 +7,9 @@ inside a `ModelDenoiser` (a UNet, a DiT or PixArt transformer, ...) declares the
 from .denoisers import (CONDITIONING_KINDS, ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser,
                         VocoderDenoiser, network_conditioning)
 from .loop import sample
+from .sdxl_conditioning import text_time_conditions
 from .super_resolution import ImageConditionedDenoiser, noise_augment
 
 __all__ = ["CONDITIONING_KINDS", "ClassifierFreeGuidance", "DynamicThresholding", "ImageConditionedDenoiser",
-           "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample"]
+           "ModelDenoiser", "VocoderDenoiser", "network_conditioning", "noise_augment", "sample",
+           "text_time_conditions"]

@@ -1,0 +1,170 @@
+"""Stable Diffusion 1.x/2.x and SDXL pipelines as workflows.
+
+SD 1.x/2.x: CLIP text states (optionally `clip_skip` layers back) -> conditioned UNet (epsilon or v-prediction,
+as its scheduler config says) in the pipeline's own sampler with classifier-free guidance -> KL decode.
+SDXL: two CLIP encoders joined, the pooled vector and size/crop ids added to the time embedding.
+
+Each builder takes the sources of a pipeline's components (`parts[name]`) and returns a workflow dict; only
+node type names are used, so the engine still never imports the node catalogue. The sampler is the one the
+pipeline's scheduler_config.json names (`scheduler.from_config`), as diffusers' pipelines load it.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .errors import ConfigError
+
+
+class Parts(Protocol):
+    """The sources of a pipeline's components by name; `settings` holds model_index.json's other values."""
+
+    def __getitem__(self, name: str) -> str: ...
+
+
+def _settings(parts: Parts) -> dict[str, Any]:
+    return getattr(parts, "settings", None) or {}
+
+
+def _weights(source: str, dtype: bool = True) -> dict[str, str]:
+    # The published repos hold float32 files and an "fp16" variant; --dtype float16 --variant fp16 halves them.
+    # The VAE stays in float32 (SDXL's overflows in float16, which is why diffusers upcasts it).
+    return {"source": source, "variant": "$variant", **({"dtype": "$dtype"} if dtype else {})}
+
+
+_COMMON_INPUTS: dict[str, Any] = {
+    "prompt": {"type": "Text", "default": "a photo of an astronaut riding a horse on mars",
+               "description": "what to draw (or a list of prompts); cut at 77 tokens, with a warning"},
+    "negative_prompt": {"type": "str", "default": "", "description": "what to steer away from"},
+    "steps": {"type": "int", "default": 50, "description": "inference steps"},
+    "guidance_scale": {"type": "float", "default": 7.5, "description": "classifier-free guidance scale (1 = off)"},
+    "guidance_rescale": {"type": "float", "default": 0.0,
+                         "description": "guidance rescale (0 = off; 0.7 for zero-terminal-SNR models)"},
+    "eta": {"type": "float", "default": 0.0, "description": "DDIM's noise scale (0 = deterministic; DDIM only)"},
+    "clip_skip": {"type": "int", "default": 0,
+                  "description": "take the text states this many CLIP layers earlier (1 = one layer before)"},
+    "images_per_prompt": {"type": "int", "default": 1, "description": "images for each prompt"},
+    "dtype": {"type": "str", "default": "float32",
+              "description": "weights precision of the text encoders and UNet: float32, float16 or bfloat16"},
+    "variant": {"type": "str", "default": "",
+                "description": "weights files to read: '' (float32 files) or fp16 (the half-size files)"},
+}
+
+
+def _inputs(height: int | None, **defaults: Any) -> dict[str, Any]:
+    inputs = {key: dict(value) for key, value in _COMMON_INPUTS.items()}
+    size = "default: the UNet's sample size × the VAE's factor" if height is None else f"default {height}"
+    inputs["height"] = {"type": "int", "default": height, "description": f"image height in pixels (a multiple of 8; {size})"}
+    inputs["width"] = {"type": "int", "default": height, "description": "image width in pixels (default: as height)"}
+    for key, value in defaults.items():
+        inputs[key]["default"] = value
+    return inputs
+
+
+def _models(parts: Parts, p: str = "") -> dict[str, Any]:
+    return {
+        f"{p}unet": {"type": "load.unet", "inputs": _weights(parts["unet"])},
+        f"{p}vae": {"type": "load.vae", "inputs": _weights(parts["vae"], dtype=False)},
+        f"{p}scheduler": {"type": "scheduler.from_config", "inputs": {"config": parts["scheduler"]}},
+    }
+
+
+def _guided(p: str, prompt: str, added: str | None = None) -> dict[str, Any]:
+    """Conditional and unconditional denoisers of {p}unet and their guidance."""
+    nodes: dict[str, Any] = {}
+    for branch in ("cond", "uncond"):
+        inputs = {"unet": f"@{p}unet.unet", "context": f"@{prompt}.{branch}"}
+        if added is not None:
+            inputs["added"] = f"@{added}.{branch}"
+        nodes[f"{p}{branch}"] = {"type": "denoiser.model", "inputs": inputs}
+    nodes[f"{p}guided"] = {"type": "guidance.cfg", "inputs": {
+        "cond": f"@{p}cond.denoiser", "uncond": f"@{p}uncond.denoiser", "scale": "$guidance_scale",
+        "rescale": "$guidance_rescale"}}
+    return nodes
+
+
+def _text_to_image(p: str, prompt: str) -> dict[str, Any]:
+    """Fresh latents at the asked size, the guided loop, and the decode."""
+    return {
+        f"{p}noise": {"type": "latent.noise", "inputs": {
+            "unet": f"@{p}unet.unet", "vae": f"@{p}vae.vae", "context": f"@{prompt}.cond", "height": "$height",
+            "width": "$width", "images_per_prompt": "$images_per_prompt"}},
+        f"{p}sample": {"type": "sample.loop", "inputs": {
+            "denoiser": f"@{p}guided.denoiser", "scheduler": f"@{p}scheduler.scheduler",
+            "latents": f"@{p}noise.latent", "steps": "$steps", "eta": "$eta"}},
+        f"{p}image": {"type": "vae.decode", "inputs": {"vae": f"@{p}vae.vae", "latents": f"@{p}sample.latent"}},
+    }
+
+
+def _graph(name: str, description: str, inputs: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
+    nodes["save"] = {"type": "image.save", "inputs": {"image": "@image.image", "prefix": name}}
+    return {"dgraph": 1, "name": name, "description": description, "inputs": inputs, "nodes": nodes,
+            "outputs": {"image": "@image.image", "files": "@save.paths"}}
+
+
+def sd_text(parts: Parts) -> dict[str, Any]:
+    """SD 1.x/2.x text encoding: CLIP's last (or `clip_skip`-th earlier) layer, through its final norm."""
+    return {
+        "tokenizer": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}},
+        "text_encoder": {"type": "load.text_encoder", "inputs": _weights(parts["text_encoder"])},
+        "prompt": {"type": "text.encode_prompt", "inputs": {
+            "tokenizer": "@tokenizer.tokenizer", "text_encoder": "@text_encoder.text_encoder", "prompt": "$prompt",
+            "negative_prompt": "$negative_prompt", "max_length": 77, "clip_skip": "$clip_skip"}},
+    }
+
+
+def sdxl_text(parts: Parts, p: str = "") -> dict[str, Any]:
+    """SDXL's text encoding: both encoders (only the second where the pipeline has no first, as the refiner)."""
+    nodes: dict[str, Any] = {
+        f"{p}tokenizer_2": {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer_2"]}},
+        f"{p}text_encoder_2": {"type": "load.text_encoder", "inputs": _weights(parts["text_encoder_2"])},
+    }
+    inputs: dict[str, Any] = {"tokenizer_2": f"@{p}tokenizer_2.tokenizer",
+                              "text_encoder_2": f"@{p}text_encoder_2.text_encoder"}
+    if _has(parts, "text_encoder"):
+        nodes[f"{p}tokenizer"] = {"type": "load.tokenizer", "inputs": {"source": parts["tokenizer"]}}
+        nodes[f"{p}text_encoder"] = {"type": "load.text_encoder", "inputs": _weights(parts["text_encoder"])}
+        inputs.update(tokenizer=f"@{p}tokenizer.tokenizer", text_encoder=f"@{p}text_encoder.text_encoder")
+    zeros = bool(_settings(parts).get("force_zeros_for_empty_prompt", True))
+    nodes[f"{p}prompt"] = {"type": "text.encode_prompt_sdxl", "inputs": {
+        **inputs, "prompt": "$prompt", "negative_prompt": "$negative_prompt", "zero_empty_negative": zeros,
+        "clip_skip": "$clip_skip"}}
+    return nodes
+
+
+def _has(parts: Parts, name: str) -> bool:
+    try:
+        parts[name]
+    except ConfigError:  # the pipeline has no such component (the refiner has no first text encoder)
+        return False
+    return True
+
+
+def sd_text_to_image(parts: Parts) -> dict[str, Any]:
+    nodes = {**sd_text(parts), **_models(parts), **_guided("", "prompt"), **_text_to_image("", "prompt")}
+    return _graph("stable_diffusion", "Text-to-image with Stable Diffusion 1.x/2.x: CLIP text states, a conditioned "
+                  "UNet in its pipeline's sampler with classifier-free guidance, the KL VAE.", _inputs(None), nodes)
+
+
+def sdxl_text_to_image(parts: Parts) -> dict[str, Any]:
+    nodes = {**sdxl_text(parts), **_models(parts)}
+    nodes["sizes"] = {"type": "condition.text_time", "inputs": {
+        "network": "@unet.unet", "cond": "@prompt.cond", "uncond": "@prompt.uncond", "height": "$height",
+        "width": "$width"}}
+    nodes.update(_guided("", "prompt", added="sizes"))
+    nodes.update(_text_to_image("", "prompt"))
+    inputs = _inputs(1024, guidance_scale=5.0)
+    return _graph("sdxl", "Text-to-image with SDXL: two CLIP text encoders, size and crop conditioning, a "
+                  "conditioned UNet in its pipeline's sampler with classifier-free guidance, the KL VAE.",
+                  inputs, nodes)
+
+
+# What each pipeline's workflow makes, for the header of exported workflows ({repo} is filled in).
+HEADERS = {
+    "sd": "Stable Diffusion 1.x/2.x (Rombach et al. 2022): CLIP text states (--clip-skip layers back) -> "
+          "conditioned UNet (epsilon or v-prediction, as its scheduler config says) in {repo}'s own sampler with "
+          "classifier-free guidance -> KL decode -> PNG. Prompts are cut at CLIP's 77 tokens, with a warning.",
+    "sdxl": "SDXL (Podell et al. 2023): two CLIP text encoders (penultimate states joined, the pooled embedding "
+            "of the second) and the size/crop ids -> conditioned UNet in {repo}'s own sampler with "
+            "classifier-free guidance -> KL decode -> PNG. An empty negative prompt is zeros where the pipeline "
+            "says so (force_zeros_for_empty_prompt).",
+}
