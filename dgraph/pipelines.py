@@ -390,6 +390,7 @@ DOWNLOADS = {
                                 "(estimated) activations of a few hundred MB for a 10 s clip; it runs on a CPU.",
 }
 
+DOWNLOADS.update(stable_diffusion.DOWNLOADS)
 DOWNLOADS["stabilityai/stable-diffusion-x4-upscaler"] = (
     "Downloads stabilityai/stable-diffusion-x4-upscaler: its UNet, CLIP text encoder and 4x VAE, and its two "
     "scheduler configs (DDIM for sampling, DDPM for noising the input).")

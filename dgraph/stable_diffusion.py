@@ -168,3 +168,27 @@ HEADERS = {
             "classifier-free guidance -> KL decode -> PNG. An empty negative prompt is zeros where the pipeline "
             "says so (force_zeros_for_empty_prompt).",
 }
+
+# What the published repos weigh, for the header of exported workflows (parameters counted from their configs;
+# memory: the weights plus an estimate of the activations of one guided image at the model's own size).
+DOWNLOADS = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5":
+        "Downloads stable-diffusion-v1-5/stable-diffusion-v1-5 from the Hugging Face Hub: the CLIP ViT-L/14 text "
+        "encoder (123 M parameters) and tokenizer, an 860 M-parameter UNet and an 84 M-parameter KL VAE, 1.07 B in "
+        "all: about 4.3 GB in float32, half that with --dtype float16 --variant fp16. Memory: the weights plus "
+        "(estimated) 1-2 GB of activations for a 512x512 image; it runs on a CPU, slowly.",
+    "stabilityai/stable-diffusion-2-1":
+        "Downloads stabilityai/stable-diffusion-2-1 from the Hugging Face Hub: the OpenCLIP ViT-H text encoder "
+        "(340 M parameters) and tokenizer, an 866 M-parameter v-prediction UNet and an 84 M-parameter KL VAE, "
+        "1.29 B in all: about 5.2 GB in float32, half that with --dtype float16 --variant fp16. Memory: the weights "
+        "plus (estimated) 2-3 GB of activations for a 768x768 image.",
+    "stabilityai/stable-diffusion-xl-base-1.0":
+        "Downloads stabilityai/stable-diffusion-xl-base-1.0 from the Hugging Face Hub: CLIP ViT-L (123 M "
+        "parameters) and OpenCLIP bigG (695 M) text encoders with their tokenizers, a 2.57 B-parameter UNet and an "
+        "84 M-parameter KL VAE, 3.47 B in all: about 13.9 GB in float32, 7 GB with --dtype float16 --variant fp16. "
+        "Memory: the weights plus (estimated) 3-5 GB of activations for a 1024x1024 image.",
+    "stabilityai/stable-diffusion-xl-refiner-1.0":
+        "Downloads stabilityai/stable-diffusion-xl-refiner-1.0 from the Hugging Face Hub: the OpenCLIP bigG text "
+        "encoder (695 M parameters) and tokenizer, a 2.26 B-parameter UNet and an 84 M-parameter KL VAE, 3.04 B "
+        "in all: about 12.2 GB in float32, 6.1 GB with --dtype float16 --variant fp16.",
+}

@@ -8,16 +8,20 @@ own draws ("sample"), so both sides see the same numbers.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import diffusers
 import pytest
 import torch
 
 import sd_components
+from dgraph.cli import main
 from dgraph.graph import Graph
 from dgraph.node import derive_seed
+from dgraph.pipelines import export_text
 
 TOLERANCE = 1e-4
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +150,37 @@ def test_sdxl_size_and_crop_conditioning_equals_diffusers(sdxl):
     theirs = reference(pipe, 6, original_size=(48, 32), crops_coords_top_left=(8, 0), **common)
     assert (pixels(cropped) - theirs).abs().max() < TOLERANCE
     assert (pixels(cropped) - pixels(ours)).abs().max() > 1e-3
+
+
+SD_COMPONENTS = {"tokenizer": "tokenizer", "text_encoder": "text_encoder", "unet": "unet", "vae": "vae",
+                 "scheduler": "scheduler", "safety_checker": "safety_checker", "feature_extractor": "feature_extractor"}
+
+
+@pytest.mark.parametrize("name, base", [("sd15.yaml", "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"),
+                                        ("sd21.yaml", "hf://stabilityai/stable-diffusion-2-1")])
+def test_shipped_workflows_are_what_export_writes(name, base):
+    assert (WORKFLOWS / name).read_text() == export_text("StableDiffusionPipeline", base, SD_COMPONENTS)
+
+
+def test_shipped_sd15_file_runs_on_local_components(sd1, tmp_path):
+    graph = Graph.load(WORKFLOWS / "sd15.yaml")
+    for node in ("tokenizer", "text_encoder", "unet", "vae"):
+        graph.set(f"{node}.source", str(sd1 / node))
+    graph.set("scheduler.config", str(sd1 / "scheduler"))
+    ours = graph.execute(outputs=["image"], prompt="a red fox", seed=2, steps=3, clip_skip=1)
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(sd1)
+    object.__setattr__(pipe.text_encoder, "text_model", pipe.text_encoder)
+    cond, uncond = pipe.encode_prompt("a red fox", "cpu", 1, False, clip_skip=1)[0], \
+        pipe.encode_prompt("", "cpu", 1, False, clip_skip=1)[0]
+    theirs = reference(pipe, 2, prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=3)
+    assert (pixels(ours) - theirs).abs().max() < TOLERANCE
+
+
+def test_run_and_export_an_sdxl_folder(sdxl, tmp_path):
+    out = tmp_path / "sdxl.yaml"
+    assert main(["export", str(sdxl), "-o", str(out)]) == 0
+    assert Graph.load(out).to_dict() == Graph.from_pretrained(sdxl).to_dict()
+    code = main(["run", str(sdxl), "--prompt", "a fox", "--steps", "2", "--height", "16", "--width", "16",
+                 "-o", str(tmp_path / "images"), "-q"])
+    assert code == 0
+    assert (tmp_path / "images" / "sdxl_000.png").is_file()
