@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .harness import Case, Command, InProcess
-from .sides import digits, engine, ldm, models, schedulers
+from .sides import digits, engine, ldm, models, schedulers, stable_diffusion
 
 ROOT = Path(__file__).resolve().parents[1]
 DGRAPH = str(Path(sys.executable).parent / "dgraph")
@@ -71,6 +71,17 @@ CASES: list[Case] = [
     Case("pipeline.ldm_vs_loop", "the same LDM job: dgraph graph vs a hand-written loop over dgraph's modules",
          InProcess(ldm.dgraph_side, label="dgraph graph"), InProcess(ldm.loop_side, label="hand-written loop"),
          goal=1.05, atol=1e-5, rounds=3, warmup=1, repeat=3, prepare=ldm.prepare),
+    Case("pipeline.sd_warm", f"Stable Diffusion 1.x-like text-to-image {stable_diffusion.SIZE}px, {stable_diffusion.STEPS} "
+         "PNDM steps, guidance: dgraph graph vs StableDiffusionPipeline (equal work; peak RSS in results.json)",
+         InProcess(stable_diffusion.dgraph_side, label="dgraph graph"),
+         InProcess(stable_diffusion.diffusers_side, label="diffusers pipeline"),
+         goal=1.0, atol=1e-4, rounds=3, warmup=1, repeat=3, prepare=stable_diffusion.prepare_sd),
+    Case("pipeline.sdxl_warm", f"SDXL-like text-to-image {stable_diffusion.SIZE}px, {stable_diffusion.STEPS} Euler "
+         "steps, two text encoders, guidance: dgraph graph vs StableDiffusionXLPipeline (equal work; peak RSS in "
+         "results.json)",
+         InProcess(stable_diffusion.dgraph_side, label="dgraph graph"),
+         InProcess(stable_diffusion.diffusers_side, {"xl": True}, label="diffusers pipeline"),
+         goal=1.0, atol=1e-4, rounds=3, warmup=1, repeat=3, prepare=stable_diffusion.prepare_sdxl),
     # ---- models and schedulers ------------------------------------------------------------------------
     Case("model.unet_load_forward", "92 M-parameter conditioned UNet: from_pretrained + first forward",
          InProcess(models.load_and_forward, {"library": "dgraph"}, label="dgraph"),

@@ -296,6 +296,8 @@ RECIPES: dict[str, PipelineRecipe] = {
                                                    "transformer cross-attending to T5 text states, DPM-Solver++ with "
                                                    "classifier-free guidance, then the KL VAE, from {repo}."),
     "StableDiffusionPipeline": PipelineRecipe(stable_diffusion.sd_text_to_image, stable_diffusion.HEADERS["sd"]),
+    "StableDiffusionInpaintPipeline": PipelineRecipe(stable_diffusion.sd_inpainting,
+                                                     stable_diffusion.HEADERS["sd_inpaint"]),
     "StableDiffusionXLPipeline": PipelineRecipe(stable_diffusion.sdxl_text_to_image, stable_diffusion.HEADERS["sdxl"]),
     "AudioLDMPipeline": PipelineRecipe(_audioldm, "AudioLDM (Liu et al. 2023): text -> CLAP text embedding -> UNet "
                                                   "conditioned through its class embedding, in a DDIM loop with "

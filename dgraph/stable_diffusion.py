@@ -6,7 +6,7 @@ SDXL: two CLIP encoders joined, the pooled vector and size/crop ids added to the
 
 Each builder takes the sources of a pipeline's components (`parts[name]`) and returns a workflow dict; only
 node type names are used, so the engine still never imports the node catalogue. The sampler is the one the
-pipeline's scheduler_config.json names (`scheduler.from_config`), as diffusers' pipelines load it.
+pipeline's scheduler_config.json names (`load.scheduler`), as diffusers' pipelines load it.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _models(parts: Parts, p: str = "") -> dict[str, Any]:
     return {
         f"{p}unet": {"type": "load.unet", "inputs": _weights(parts["unet"])},
         f"{p}vae": {"type": "load.vae", "inputs": _weights(parts["vae"], dtype=False)},
-        f"{p}scheduler": {"type": "scheduler.from_config", "inputs": {"config": parts["scheduler"]}},
+        f"{p}scheduler": {"type": "load.scheduler", "inputs": {"config": parts["scheduler"]}},
     }
 
 
@@ -139,10 +139,54 @@ def _has(parts: Parts, name: str) -> bool:
     return True
 
 
+def _guided_inpainting(p: str, prompt: str, added: str | None = None) -> dict[str, Any]:
+    """A 9-channel inpainting UNet's denoisers (the mask and the masked image's latents beside the sample)."""
+    nodes = _guided(p, prompt, added)
+    for branch in ("cond", "uncond"):
+        nodes[f"{p}{branch}"]["type"] = "denoiser.inpainting"
+        nodes[f"{p}{branch}"]["inputs"].update(mask=f"@{p}mask.image", masked_latents=f"@{p}masked_latents.latent")
+    return nodes
+
+
+def _inpainting_inputs(p: str) -> dict[str, Any]:
+    """The image, its mask, and the masked image's latents."""
+    return {
+        f"{p}input_image": {"type": "image.load", "inputs": {"path": "$image"}},
+        f"{p}mask_image": {"type": "image.load", "inputs": {"path": "$mask"}},
+        f"{p}mask": {"type": "image.mask", "inputs": {"image": f"@{p}mask_image.image"}},
+        f"{p}masked": {"type": "image.masked", "inputs": {"image": f"@{p}input_image.image", "mask": f"@{p}mask.image"}},
+        f"{p}masked_latents": {"type": "vae.encode", "inputs": {"vae": f"@{p}vae.vae", "image": f"@{p}masked.image",
+                                                                "sample": True}},
+    }
+
+
+_IMAGE_INPUTS = {
+    "image": {"type": "str", "description": "the image to start from (its size, a multiple of 8, is the output's)"},
+    "mask": {"type": "str", "description": "the mask, the image's size: white is painted, black kept"},
+}
+
+
 def sd_text_to_image(parts: Parts) -> dict[str, Any]:
     nodes = {**sd_text(parts), **_models(parts), **_guided("", "prompt"), **_text_to_image("", "prompt")}
     return _graph("stable_diffusion", "Text-to-image with Stable Diffusion 1.x/2.x: CLIP text states, a conditioned "
                   "UNet in its pipeline's sampler with classifier-free guidance, the KL VAE.", _inputs(None), nodes)
+
+
+def sd_inpainting(parts: Parts) -> dict[str, Any]:
+    nodes = {**sd_text(parts), **_models(parts), **_inpainting_inputs(""), **_guided_inpainting("", "prompt")}
+    nodes.update(_from_latents_of("", "prompt", "masked_latents"))
+    inputs = {**_IMAGE_INPUTS, **_inputs(None)}
+    del inputs["height"], inputs["width"]
+    return _graph("sd_inpaint", "Inpainting with Stable Diffusion: the masked area of an image painted anew from a "
+                  "prompt by an inpainting UNet that reads the mask and the rest of the image.", inputs, nodes)
+
+
+def _from_latents_of(p: str, prompt: str, latents: str) -> dict[str, Any]:
+    """Fresh latents the size of an image's, the guided loop, and the decode."""
+    nodes = _text_to_image(p, prompt)
+    nodes[f"{p}noise"] = {"type": "latent.noise_like", "inputs": {
+        "latents": f"@{p}{latents}.latent", "context": f"@{prompt}.cond", "images_per_prompt": "$images_per_prompt"}}
+    return nodes
 
 
 def sdxl_text_to_image(parts: Parts) -> dict[str, Any]:
@@ -163,6 +207,9 @@ HEADERS = {
     "sd": "Stable Diffusion 1.x/2.x (Rombach et al. 2022): CLIP text states (--clip-skip layers back) -> "
           "conditioned UNet (epsilon or v-prediction, as its scheduler config says) in {repo}'s own sampler with "
           "classifier-free guidance -> KL decode -> PNG. Prompts are cut at CLIP's 77 tokens, with a warning.",
+    "sd_inpaint": "Stable Diffusion inpainting: the white area of --mask in --image painted from the prompt by "
+                  "{repo}'s inpainting UNet (it reads the mask and the masked image's latents beside the sample), "
+                  "in its own sampler with classifier-free guidance -> KL decode -> PNG.",
     "sdxl": "SDXL (Podell et al. 2023): two CLIP text encoders (penultimate states joined, the pooled embedding "
             "of the second) and the size/crop ids -> conditioned UNet in {repo}'s own sampler with "
             "classifier-free guidance -> KL decode -> PNG. An empty negative prompt is zeros where the pipeline "

@@ -11,7 +11,7 @@ from dgraph.node import spec_of
 
 # One module per concern; each holds node functions only.
 MODULES = ("nodes.basic", "nodes.tensor", "nodes.image", "nodes.schedulers", "nodes.sampling", "nodes.models", "nodes.text",
-           "nodes.conditioning", "nodes.super_resolution", "nodes.audio", "nodes.audio_generation")
+           "nodes.conditioning", "nodes.super_resolution", "nodes.image_to_image", "nodes.audio", "nodes.audio_generation")
 
 
 def catalogue() -> list:

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import Field
 
 from dgraph.node import Context, node
-from dgraph.schedulers import (DDIMScheduler, load_scheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
+from dgraph.schedulers import (DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
                                EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
-                               LMSDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
+                               LMSDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler, load_scheduler)
 from dgraph.schedulers.base import Scheduler as SchedulerBase
 from dgraph.types import Scheduler, Source
 
@@ -103,8 +103,8 @@ scheduler_lms = family_node("lms")
 scheduler_unipc = family_node("unipc")
 
 
-@node("scheduler.from_config", description="The scheduler a scheduler_config.json names (its _class_name).")
-def scheduler_from_config(ctx: Context, config: Source) -> Scheduler:
+@node("load.scheduler", description="Load the scheduler a scheduler_config.json names (its _class_name).")
+def load_scheduler_node(ctx: Context, config: Source) -> Scheduler:
     """A pipeline's own sampler, whichever family it is (PNDM for SD 1.x, Euler for SDXL, ...); to swap it,
     use the family's node (scheduler.euler, ...) with the same config.
 

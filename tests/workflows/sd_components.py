@@ -120,3 +120,30 @@ def sdxl_pipeline(folder: Path) -> Path:
         tokenizer_2=clip_tokenizer("!"), unet=unet(9, **SDXL_UNET), scheduler=_euler())
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def sd_inpaint_pipeline(folder: Path) -> Path:
+    """SD inpainting-like: a 9-channel UNet (latents, mask, masked-image latents), DDIM."""
+    pipe = diffusers.StableDiffusionInpaintPipeline(
+        vae=vae(10), text_encoder=clip_text(11, 16), tokenizer=clip_tokenizer(),
+        unet=unet(12, **dict(SD1_UNET, in_channels=9)),
+        scheduler=diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=False, steps_offset=1, **SD_BETAS),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_image_and_mask(folder: Path, height: int = 16, width: int = 16, seed: int = 0) -> tuple[Path, Path]:
+    """A random RGB picture and a mask whose right part (from 3/8 of the width) and a top strip are white."""
+    import numpy as np
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(height, width, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[:, width * 3 // 8:] = 255
+    mask[: height // 4, :] = 255
+    image_path, mask_path = folder / "picture.png", folder / "mask.png"
+    Image.fromarray(pixels).save(image_path)
+    Image.fromarray(mask).convert("RGB").save(mask_path)
+    return image_path, mask_path

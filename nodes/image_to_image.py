@@ -1,0 +1,65 @@
+"""Image-to-image and inpainting: noise shaped like an image's latents, the mask from an image file, the image
+with the painted area blacked out, and the denoiser of a 9-channel inpainting UNet that reads both beside the
+latents."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import torch
+from pydantic import Field
+
+from dgraph.errors import DgraphError
+from dgraph.node import Context, node
+from dgraph.sampling import ImageConditionedDenoiser, binary_mask, inpainting_condition, masked_image
+from dgraph.types import AddedConditions, Denoiser, Image, Latent, TextEmbedding, UNet
+
+
+@node("latent.noise_like", random=True, description="Standard normal latents shaped like an image's latents, one "
+                                                    "per prompt and image, seeded from the graph seed.")
+def noise_like(ctx: Context, latents: Latent, context: Optional[TextEmbedding] = None,
+               images_per_prompt: Annotated[int, Field(ge=1, le=16384)] = 1) -> Latent:
+    """Drawn on the CPU, so a seed gives the same noise on every device.
+
+    latents: the image's latents (vae.encode); their channels and size are the noise's
+    context: text conditioning; its batch (the number of prompts) sets the batch, else the latents' batch
+    images_per_prompt: latents per prompt
+    """
+    batch = context.hidden_states.shape[0] if context is not None else latents.tensor.shape[0]
+    shape = (batch * images_per_prompt, *latents.tensor.shape[1:])
+    noise = torch.randn(shape, generator=ctx.generator(), dtype=torch.float32)
+    return Latent(noise.to(ctx.device), scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)
+
+
+@node("image.mask", description="A black-and-white mask from an image: white (grey at or above half) is painted.")
+def mask_node(image: Image) -> Image:
+    """Grey levels (PIL's luma) at or above 0.5 become 1 (paint), the rest 0 (keep); one channel, values in [0, 1]."""
+    return Image(binary_mask(image.to_range(0.0, 1.0).tensor.float()), value_range=(0.0, 1.0))
+
+
+@node("image.masked", description="The image with the area to paint set to mid grey, for an inpainting UNet.")
+def masked_node(image: Image, mask: Image) -> Image:
+    """mask: from image.mask, the image's size (1 = paint)"""
+    pixels, keep = image.to_range(-1.0, 1.0).tensor.float(), mask.to_range(0.0, 1.0).tensor
+    if tuple(pixels.shape[-2:]) != tuple(keep.shape[-2:]):
+        raise DgraphError(f"the mask is {tuple(keep.shape[-2:])} and the image {tuple(pixels.shape[-2:])} pixels: "
+                          f"give them the same size (image.load's height and width)")
+    return Image(masked_image(pixels, keep.to(pixels.device)), value_range=(-1.0, 1.0))
+
+
+@node("denoiser.inpainting", description="A 9-channel inpainting UNet reading the mask and the masked image's "
+                                         "latents beside the sample.")
+def inpainting_denoiser(unet: UNet, mask: Image, masked_latents: Latent, context: Optional[TextEmbedding] = None,
+                        added: Optional[AddedConditions] = None) -> Denoiser:
+    """mask: the image-size mask (image.mask), resized to the latents'
+    masked_latents: the VAE latents of the masked image (image.masked, then vae.encode)
+    context: text hidden states for cross-attention
+    added: SDXL's added conditions (condition.text_time)
+    """
+    latent, channels = masked_latents.tensor.shape[1], unet.config.get("in_channels")
+    if channels != 2 * latent + 1:
+        raise DgraphError(f"this UNet reads {channels} channels, not the {latent} latent + 1 mask + {latent} "
+                          f"masked-image channels of an inpainting UNet; inpaint with an ordinary UNet by blending "
+                          f"instead (sample.loop's mask)")
+    condition = inpainting_condition(mask.to_range(0.0, 1.0).tensor.float(), masked_latents.tensor.float())
+    return ImageConditionedDenoiser(unet, condition, context.hidden_states if context is not None else None,
+                                    added=added.values if added is not None else None)
