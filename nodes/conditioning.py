@@ -11,7 +11,7 @@ from dgraph.errors import DgraphError
 from dgraph.models.class_labels import label_ids, read_labels
 from dgraph.node import Context, node
 from dgraph.sampling import network_conditioning, text_time_conditions
-from dgraph.types import AddedConditions, ClassLabels, DenoiserNetwork, Source, TextEmbedding
+from dgraph.types import AddedConditions, ClassLabels, DenoiserNetwork, Image, Source, TextEmbedding
 
 Size = Annotated[int, Field(ge=1, le=16384)]
 
@@ -58,7 +58,8 @@ class AddedPair(NamedTuple):
 
 @node("condition.text_time", description="SDXL's added conditions: the pooled text with the original size, crop "
                                          "and target size (base) or aesthetic score (refiner) as ids.")
-def text_time(network: DenoiserNetwork, cond: TextEmbedding, uncond: TextEmbedding, height: Size, width: Size,
+def text_time(network: DenoiserNetwork, cond: TextEmbedding, uncond: TextEmbedding, height: Optional[Size] = None,
+              width: Optional[Size] = None, image: Optional[Image] = None,
               original_height: Optional[Size] = None, original_width: Optional[Size] = None,
               crop_top: Annotated[int, Field(ge=0, le=16384)] = 0, crop_left: Annotated[int, Field(ge=0, le=16384)] = 0,
               aesthetic_score: Annotated[float, Field(ge=0, le=10)] = 6.0,
@@ -68,8 +69,9 @@ def text_time(network: DenoiserNetwork, cond: TextEmbedding, uncond: TextEmbeddi
     network: the SDXL UNet (addition_embed_type "text_time")
     cond: the prompt's embedding, with its pooled vector (text.encode_prompt_sdxl)
     uncond: the negative prompt's embedding, with its pooled vector
-    height: the image height in pixels (the target size)
-    width: the image width in pixels
+    height: the image height in pixels (the target size; default: the image's)
+    width: the image width in pixels (default: the image's)
+    image: the image being worked on (image-to-image, inpainting): its size is the default height and width
     original_height: the size the model is told the image had before any resizing (default: height)
     original_width: (default: width)
     crop_top: the crop's top-left corner the model is told of (0, 0: an uncropped picture)
@@ -80,6 +82,10 @@ def text_time(network: DenoiserNetwork, cond: TextEmbedding, uncond: TextEmbeddi
     if cond.pooled is None or uncond.pooled is None:
         raise DgraphError("condition.text_time needs pooled text vectors: encode the prompt with "
                           "text.encode_prompt_sdxl")
+    if image is not None:
+        height, width = height or image.tensor.shape[-2], width or image.tensor.shape[-1]
+    if height is None or width is None:
+        raise DgraphError("condition.text_time needs the image size: give height and width, or link image")
     original = (original_height or height, original_width or width)
     sizes = dict(original_size=original, crop=(crop_top, crop_left), target_size=(height, width))
     return AddedPair(

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from dgraph.errors import DgraphError
 from dgraph.node import Context, node
-from dgraph.sampling import ImageConditionedDenoiser, binary_mask, inpainting_condition, masked_image
+from dgraph.sampling import ImageConditionedDenoiser, ModelDenoiser, binary_mask, inpainting_condition, masked_image
 from dgraph.types import AddedConditions, Denoiser, Image, Latent, TextEmbedding, UNet
 
 
@@ -46,20 +46,32 @@ def masked_node(image: Image, mask: Image) -> Image:
     return Image(masked_image(pixels, keep.to(pixels.device)), value_range=(-1.0, 1.0))
 
 
-@node("denoiser.inpainting", description="A 9-channel inpainting UNet reading the mask and the masked image's "
-                                         "latents beside the sample.")
+@node("denoiser.inpainting", description="An inpainting UNet (9 channels) reading the mask and the masked image's "
+                                         "latents beside the sample; an ordinary UNet as it is.")
 def inpainting_denoiser(unet: UNet, mask: Image, masked_latents: Latent, context: Optional[TextEmbedding] = None,
                         added: Optional[AddedConditions] = None) -> Denoiser:
-    """mask: the image-size mask (image.mask), resized to the latents'
+    """For an ordinary (4-channel) UNet this is the plain denoiser: the sampling loop keeps the unmasked area
+    by blending instead (see latent.blend_mask), as diffusers' inpainting pipelines do.
+
+    mask: the image-size mask (image.mask), resized to the latents'
     masked_latents: the VAE latents of the masked image (image.masked, then vae.encode)
     context: text hidden states for cross-attention
     added: SDXL's added conditions (condition.text_time)
     """
-    latent, channels = masked_latents.tensor.shape[1], unet.config.get("in_channels")
-    if channels != 2 * latent + 1:
-        raise DgraphError(f"this UNet reads {channels} channels, not the {latent} latent + 1 mask + {latent} "
-                          f"masked-image channels of an inpainting UNet; inpaint with an ordinary UNet by blending "
-                          f"instead (sample.loop's mask)")
+    hidden = context.hidden_states if context is not None else None
+    values = added.values if added is not None else None
+    if not reads_mask(unet, masked_latents):
+        return ModelDenoiser(unet, hidden, added=values)
     condition = inpainting_condition(mask.to_range(0.0, 1.0).tensor.float(), masked_latents.tensor.float())
-    return ImageConditionedDenoiser(unet, condition, context.hidden_states if context is not None else None,
-                                    added=added.values if added is not None else None)
+    return ImageConditionedDenoiser(unet, condition, hidden, added=values)
+
+
+def reads_mask(unet, latents: Latent) -> bool:
+    """Whether `unet` is an inpainting UNet (latents + mask + masked latents in), else an ordinary one."""
+    latent, channels = latents.tensor.shape[1], unet.config.get("in_channels")
+    if channels == latent:
+        return False
+    if channels != 2 * latent + 1:
+        raise DgraphError(f"this UNet reads {channels} channels: neither the {latent} of the latents (an ordinary "
+                          f"UNet) nor the {2 * latent + 1} of an inpainting UNet (latents, mask, masked latents)")
+    return True

@@ -147,3 +147,25 @@ def write_image_and_mask(folder: Path, height: int = 16, width: int = 16, seed: 
     Image.fromarray(pixels).save(image_path)
     Image.fromarray(mask).convert("RGB").save(mask_path)
     return image_path, mask_path
+
+
+def sdxl_refiner_pipeline(folder: Path, base: Path) -> Path:
+    """SDXL refiner-like: only the second encoder (the base's, as the published refiner shares it), a UNet
+    reading an aesthetic score, requires_aesthetics_score as the published refiner sets it."""
+    pipe = diffusers.StableDiffusionXLImg2ImgPipeline(
+        vae=diffusers.AutoencoderKL.from_pretrained(base / "vae"), text_encoder=None,
+        text_encoder_2=CLIPTextModelWithProjection.from_pretrained(base / "text_encoder_2"), tokenizer=None,
+        tokenizer_2=CLIPTokenizer.from_pretrained(base / "tokenizer_2"), unet=unet(13, **REFINER_UNET),
+        scheduler=_euler(), requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def sdxl_inpaint_pipeline(folder: Path) -> Path:
+    """SDXL inpainting-like: the base's layout with a 9-channel UNet."""
+    pipe = diffusers.StableDiffusionXLInpaintPipeline(
+        vae=vae(14, scaling_factor=0.13025, force_upcast=True), text_encoder=clip_text(15, 16),
+        text_encoder_2=clip_text(16, 20, projection=12, act="gelu"), tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer("!"), unet=unet(17, **dict(SDXL_UNET, in_channels=9)), scheduler=_euler())
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
