@@ -96,6 +96,9 @@ def _parser(command: str | None = "*") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="CPU threads for torch (default: half the usable cores, at least 1; OMP_NUM_THREADS "
                         "if it is set)")
+    p.add_argument("--compile", choices=["default", "reduce-overhead", "max-autotune"], metavar="MODE",
+                   help="run the denoiser networks through torch.compile: default, reduce-overhead (with CUDA "
+                        "graphs) or max-autotune; the first sampling step compiles")
     _executor_flags(p)
     p.add_argument("--executor", choices=["local", "parallel"],
                    help="local: one node at a time (the default); parallel: ready nodes at once "
@@ -291,6 +294,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str], parser: argparse.Argumen
     _check_flags(graph, list(flags), parser)
     if args.prompt_file:
         inputs["prompt"] = _read_prompts(args.prompt_file)
+    if args.compile:
+        graph.compile(args.compile)  # before --set, so a node's own --set still wins
     for item in args.sets:
         key, eq, value = item.partition("=")
         if not eq:

@@ -299,6 +299,20 @@ class Graph:
         self._changed()
 
     # ---- running ------------------------------------------------------------------------------------
+    def compile(self, mode: str) -> list[str]:
+        """Run this graph's denoiser networks through `torch.compile` in `mode` ("default",
+        "reduce-overhead" — with CUDA graphs —, "max-autotune", or "off" to undo): sets the `compile` input
+        of every node whose type has one. Returns the names of those nodes; none is an error."""
+        nodes = self._data.get("nodes") or {}
+        names = [name for name, decl in nodes.items()
+                 if (spec := self.registry.get(decl.get("type", ""))) is not None and "compile" in spec.inputs]
+        if not names:
+            raise DgraphError("this workflow has no node with a `compile` input (denoiser.model, "
+                              "denoiser.image_conditioned, ...): nothing to compile")
+        for name in names:
+            self.set(f"{name}.compile", mode)
+        return names
+
     @property
     def input_names(self) -> list[str]:
         return list(self.resolved.inputs)

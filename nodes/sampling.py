@@ -1,7 +1,7 @@
 """The sampling loop, its initial noise, and the denoisers that feed it (model adapter and guidance)."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -15,6 +15,12 @@ from dgraph.types import (VAE, AddedConditions, ClassLabels, Denoiser, DenoiserN
                           UNet)
 
 Size = Annotated[int, Field(ge=1, le=16384)]
+# "off", or a torch.compile mode (dgraph.sampling.compiled.COMPILE_MODES).
+Compile = Literal["off", "default", "reduce-overhead", "max-autotune"]
+
+
+def _compile_mode(compile: str) -> str | None:
+    return None if compile == "off" else compile
 
 
 def _vae_geometry(vae) -> tuple[int, int, float, str]:
@@ -64,8 +70,9 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     return Latent(noise.to(ctx.device), scaling_factor=scaling, autoencoder=name)
 
 
-@node("sample.loop", random=True, description="Denoise latents over a scheduler's timesteps.")
-def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents: Latent,
+@node("sample.loop", random=True, description="Denoise latents over a scheduler's timesteps, or over part of "
+                                             "them (image-to-image, a base/refiner hand-over).")
+def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents: Optional[Latent] = None,
                 steps: Annotated[int, Field(ge=1, le=10_000)] = 50,
                 eta: Optional[Annotated[float, Field(ge=0, le=1)]] = None,
                 use_clipped_model_output: Optional[bool] = None,
@@ -74,13 +81,20 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
                 s_tmax: Optional[Annotated[float, Field(ge=0)]] = None,
                 s_noise: Optional[Annotated[float, Field(gt=0)]] = None,
                 order: Optional[Annotated[int, Field(ge=1, le=4)]] = None,
-                clamp: Optional[Annotated[float, Field(gt=0)]] = None) -> Latent:
+                clamp: Optional[Annotated[float, Field(gt=0)]] = None,
+                image: Optional[Latent] = None,
+                strength: Optional[Annotated[float, Field(gt=0, le=1)]] = None,
+                denoising_start: Optional[Annotated[float, Field(gt=0, lt=1)]] = None,
+                denoising_end: Optional[Annotated[float, Field(gt=0, lt=1)]] = None) -> Latent:
     """Progress is reported per step; a cancellation takes effect between two steps.
 
     The run options (eta ... order) are those the scheduler families declare (`run_options`); one a
-    family does not take is refused unless it has its neutral value (eta 0, s_churn 0, ...).
+    family does not take is refused unless it has its neutral value (eta 0, s_churn 0, ...). The part
+    of the schedule taken (strength, denoising_start, denoising_end) follows diffusers' img2img and
+    SDXL pipelines for every family (`SamplingRun.partial`).
 
-    steps: number of inference steps
+    latents: the initial standard normal noise (from latent.noise); with image, the noise it is noised with (default: drawn from this node's seed in the image's shape); with denoising_start, the noisy latents handed over, used as they are
+    steps: number of inference steps (of the whole schedule, also when only part of it is taken)
     eta: DDIM's noise scale (0 = deterministic, 1 = DDPM-like)
     use_clipped_model_output: DDIM: re-derive the noise from the clipped x0
     s_churn: Euler's stochastic churn (Karras et al. 2022; 0 = deterministic)
@@ -89,18 +103,42 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     s_noise: Euler: scale of the churn noise
     order: LMS: how many past slopes each step uses (default 4)
     clamp: clip the sample to [-clamp, clamp] after every step (DiffWave clamps audio at 1)
+    image: clean latents to start from (image-to-image): noised to the first step taken, then denoised
+    strength: image-to-image: how much of the schedule to run from the image, in (0, 1] (1 = from pure noise)
+    denoising_start: continue noisy latents from this fraction of the denoising (the SDXL refiner), in (0, 1)
+    denoising_end: stop at this fraction of the denoising and return the noisy latents (the SDXL base), in (0, 1)
     """
     given = dict(eta=eta, use_clipped_model_output=use_clipped_model_output, s_churn=s_churn, s_tmin=s_tmin,
                  s_tmax=s_tmax, s_noise=s_noise, order=order)
+    if latents is None and image is None:
+        raise DgraphError("sample.loop needs latents (the initial noise, from latent.noise) or an image's latents "
+                          "to start from: link `latents:` or `image:`")
+    if strength is not None and image is None:
+        raise DgraphError("sample.loop: strength says how far to noise a clean image, but no image is linked; "
+                          "link `image:` to the clean latents, or leave strength out")
+    if denoising_start is not None and image is not None:
+        raise DgraphError("sample.loop: with denoising_start the loop continues latents that are already noisy "
+                          "(link them to `latents:`), so it takes no clean `image:`; to start from a clean image "
+                          "use strength instead")
     try:
         options = select_run_options(scheduler, given)
+        run = scheduler.start(steps, device=ctx.device, **options)
+        if strength is not None or denoising_start is not None or denoising_end is not None:
+            run.partial(strength=strength, denoising_start=denoising_start, denoising_end=denoising_end)
     except ConfigError as error:
         raise DgraphError(f"sample.loop: {error}") from None
-    run = scheduler.start(steps, device=ctx.device, **options)
 
     ctx.check_cancelled()
-    result = sample(denoiser, run, latents.tensor, generator=ctx.generator(), callback=ctx.progress, clamp=clamp)
-    return Latent(result, scaling_factor=latents.scaling_factor, autoencoder=latents.autoencoder)
+    generator = ctx.generator()
+    like = latents if latents is not None else image
+    start = image.tensor if image is not None else None
+    if latents is not None:
+        noise = latents.tensor
+    else:  # drawn first from the node's generator, then its stochastic steps draw on, as diffusers' img2img does
+        noise = torch.randn(image.tensor.shape, generator=generator, dtype=torch.float32)
+        noise = noise.to(image.tensor.device, image.tensor.dtype)
+    result = sample(denoiser, run, noise, generator=generator, callback=ctx.progress, clamp=clamp, image=start)
+    return Latent(result, scaling_factor=like.scaling_factor, autoencoder=like.autoencoder)
 
 
 # Each conditioning input of denoiser.model and the kind of conditioning (dgraph.sampling) it carries; the
@@ -114,7 +152,7 @@ _CHECK_DENOISER_INPUTS = NetworkConditioning(
                                     "sampling loop.", check=_CHECK_DENOISER_INPUTS)
 def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
                    context: Optional[TextEmbedding] = None, class_labels: Optional[ClassLabels] = None,
-                   added: Optional[AddedConditions] = None) -> Denoiser:
+                   added: Optional[AddedConditions] = None, compile: Compile = "off") -> Denoiser:
     """Passes each conditioning wired here to the network under the keyword the network declares for it.
 
     network: the denoiser network (from load.unet, load.transformer, ...)
@@ -122,6 +160,8 @@ def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNe
     context: text hidden states (and their mask, for networks that attend with it), batch 1 or one row per prompt
     class_labels: class ids for class-conditional networks (DiT)
     added: extra conditions the network embeds (PixArt-α's image size and aspect ratio)
+    compile: run the network through torch.compile in this mode (reduce-overhead adds CUDA graphs); the
+        first step compiles, later steps and later runs on the same loaded network reuse it
     """
     network = network if network is not None else unet
     if network is None:
@@ -135,7 +175,7 @@ def model_denoiser(network: Optional[DenoiserNetwork] = None, unet: Optional[UNe
                     pooled=context.pooled if "pooled" in takes else None)
     return ModelDenoiser(network, text.get("context"), text.get("context_mask"),
                          class_labels.ids if class_labels is not None else None, pooled=text.get("pooled"),
-                         added=added.values if added is not None else None)
+                         added=added.values if added is not None else None, compile=_compile_mode(compile))
 
 
 @node("denoiser.class_embedding", description="A UNet conditioned through its class embedding on one vector per "

@@ -9,7 +9,7 @@ from pydantic import Field
 from dgraph.node import Context, node
 from dgraph.sampling import ImageConditionedDenoiser, network_conditioning, noise_augment
 from dgraph.types import VAE, Denoiser, Image, Latent, Scheduler, TextEmbedding, UNet
-from nodes.sampling import _vae_geometry, latent_noise
+from nodes.sampling import Compile, _compile_mode, _vae_geometry, latent_noise
 
 NoiseLevel = Annotated[int, Field(ge=0, le=10_000)]
 Size = Annotated[int, Field(ge=1, le=16384)]
@@ -45,16 +45,17 @@ def noise_augment_node(ctx: Context, image: Image, scheduler: Scheduler, noise_l
 @node("denoiser.image_conditioned",
       description="A UNet that reads a noise-augmented image beside the sample and the noise level (super-resolution).")
 def image_conditioned_denoiser(unet: UNet, image: Image, noise_level: NoiseLevel = 250,
-                               context: Optional[TextEmbedding] = None) -> Denoiser:
+                               context: Optional[TextEmbedding] = None, compile: Compile = "off") -> Denoiser:
     """image: the augmented low-resolution image (from image.noise_augment), concatenated with the sample
     noise_level: the level the image was noised to, given to the UNet as class labels
     context: text hidden states for cross-attention (batch 1 or one row per prompt)
+    compile: run the UNet through torch.compile in this mode (as denoiser.model's)
     """
     pixels = image.to_range(-1.0, 1.0).tensor
     labels = torch.tensor([noise_level], dtype=torch.long)
     hidden = context.hidden_states if context is not None else None
     mask = context.attention_mask if context is not None and "context_mask" in network_conditioning(unet) else None
-    return ImageConditionedDenoiser(unet, pixels, hidden, mask, labels)
+    return ImageConditionedDenoiser(unet, pixels, hidden, mask, labels, compile=_compile_mode(compile))
 
 
 @node("latent.noise_for_image", random=True,

@@ -9,6 +9,8 @@ Every scheduler is an immutable object built from its config; sampling state liv
         x = run.step(model(run.scale_model_input(x, t), t), t, x, generator=g).prev_sample
 
 The diffusers-style `set_timesteps` / `step` on the scheduler itself works too (over a default run).
+Part of a schedule (img2img `strength`, SDXL's `denoising_start` / `denoising_end`): `run.partial(...)`,
+then step over `run.loop_timesteps` from `run.initial_sample(noise, image)` (see partial.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
 from .heun import HeunDiscreteScheduler
 from .lms import LMSDiscreteScheduler
+from .partial import Window, partial_window
 from .pndm import PNDMScheduler
 from .unipc import UniPCMultistepScheduler
 from .vocoder_schedules import (DIFFWAVE_BETAS_6, ExplicitBetaSchedule, DIFFWAVE_TRAINING, FASTDIFF_BETAS, FASTDIFF_BETAS_3,
@@ -80,6 +83,7 @@ def select_run_options(scheduler, given: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "SCHEDULERS", "load_scheduler", "select_run_options", "RunOption", "Scheduler", "SamplingRun", "SchedulerOutput",
+    "Window", "partial_window",
     "DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DEISMultistepScheduler", "DPMSolverMultistepScheduler",
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
     "UniPCMultistepScheduler",

@@ -24,6 +24,7 @@ from ..configuration import ConfigMixin
 from ..errors import ConfigError
 from ..hub import Source
 from .betas import make_betas
+from .partial import Window, partial_window
 
 
 class SchedulerOutput:
@@ -117,6 +118,18 @@ def alpha_bar_noise(alphas_cumprod: torch.Tensor, original_samples: torch.Tensor
     return alpha_bar.sqrt().reshape(shape) * original_samples + (1 - alpha_bar).sqrt().reshape(shape) * noise
 
 
+def fit_image_to_noise(image: torch.Tensor, noise: torch.Tensor, owner: str) -> torch.Tensor:
+    """Clean latents on the noise's device and dtype, repeated over its batch (one image, several samples)
+    as diffusers' img2img and inpainting pipelines repeat them."""
+    if noise.shape[1:] != image.shape[1:] or noise.shape[0] % image.shape[0]:
+        raise ConfigError(f"{owner}: the noise {tuple(noise.shape)} does not fit the image latents "
+                          f"{tuple(image.shape)}; give noise of the image's shape (its batch may be a "
+                          f"multiple of the image's)")
+    if noise.shape[0] != image.shape[0]:
+        image = torch.cat([image] * (noise.shape[0] // image.shape[0]))
+    return image.to(noise.device, noise.dtype)
+
+
 @dataclass(frozen=True)
 class RunOption:
     """An option a family's `start` (and `step`, per step) takes at run time, as the family declares it.
@@ -145,6 +158,8 @@ class SamplingRun:
         self.init_noise_sigma = init_noise_sigma
         self.step_index: int | None = None
         self.begin_index: int | None = None
+        # The part of the schedule a loop takes, when `partial` chose one.
+        self.window: Window | None = None
 
     @property
     def config(self):
@@ -183,6 +198,72 @@ class SamplingRun:
         `step` then starts there whatever timestep it is given, and `add_noise` noises to that step.
         """
         self.begin_index = int(begin_index)
+
+    def requested_steps(self) -> int:
+        """The number of steps this run was started with (Heun's doubled timesteps count once)."""
+        return (len(self.timesteps) + 1) // 2 if self.order == 2 else len(self.timesteps)
+
+    def partial(self, strength: float | None = None, denoising_start: float | None = None,
+                denoising_end: float | None = None) -> "SamplingRun":
+        """Make this run take only part of its schedule, as diffusers' img2img and SDXL pipelines do; returns self.
+
+        strength: image-to-image, in (0, 1]: take the last int(steps × strength) steps, starting from
+            clean latents noised to the first of them (`initial_sample(noise, image)`).
+        denoising_start: in (0, 1): the SDXL refiner's hand-over: take the steps below training timestep
+            round(T - denoising_start·T); the input is latents already noisy there (used as they are).
+        denoising_end: in (0, 1): stop before the first timestep below round(T - denoising_end·T) and
+            return the still-noisy latents (the SDXL base's hand-over).
+
+        The whole schedule stays in `timesteps`; `loop_timesteps` are the steps to take. Call it once,
+        before the first step.
+        """
+        owner = type(self.scheduler).__name__
+        if self.step_index is not None or self.window is not None or self.begin_index is not None:
+            raise ConfigError(f"{owner}: partial() must come once, on a fresh run, before its first step; "
+                              f"start a new run with scheduler.start(...)")
+        window = partial_window(self.timesteps, self.order, self.requested_steps(),
+                                int(self.config.get("num_train_timesteps", self.scheduler.num_train_timesteps)),
+                                owner, strength, denoising_start, denoising_end)
+        if window.enters:
+            self.set_begin_index(window.begin)
+        self.window = window
+        return self
+
+    @property
+    def loop_timesteps(self) -> torch.Tensor:
+        """The timesteps a sampling loop steps through: all of them, or the window `partial` chose."""
+        if self.window is None:
+            return self.timesteps
+        return self.timesteps[self.window.begin:self.window.end]
+
+    def noise_image(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Clean latents noised to the first timestep this run takes (diffusers' img2img prepare_latents)."""
+        first = self.loop_timesteps[:1]
+        return self.add_noise(image, noise, first.repeat(image.shape[0]))
+
+    def initial_sample(self, noise: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        """The sample a loop starts from.
+
+        With `image` (clean latents): the image noised with `noise` to the first step taken (img2img).
+        After `partial(denoising_start=...)`: `noise` is the handed-over noisy latents, used as they are.
+        Otherwise: the standard normal `noise` scaled to the run's initial sigma; a run with strength 1
+        (nothing skipped) may start so too, as diffusers' inpainting does at full strength where its
+        img2img noises the image to the first timestep.
+        """
+        owner = type(self.scheduler).__name__
+        continues_noisy = self.window is not None and self.window.continues_noisy
+        if image is not None:
+            if continues_noisy:
+                raise ConfigError(f"{owner}: a run with denoising_start continues latents that are already noisy; "
+                                  f"pass those as the noise/latents and no clean image, or use strength to "
+                                  f"start from a clean image")
+            return self.noise_image(fit_image_to_noise(image, noise, owner), noise)
+        if continues_noisy:
+            return noise
+        if self.window is not None and self.window.begin > 0:
+            raise ConfigError(f"{owner}: a run with strength starts from a clean image noised part-way, but was "
+                              f"given no image; pass the clean latents as image, or leave strength out")
+        return noise * self.init_noise_sigma
 
     def _current_index(self, timestep: float | torch.Tensor | None) -> int:
         if self.step_index is None:

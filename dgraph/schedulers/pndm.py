@@ -25,12 +25,17 @@ class PNDMRun(SamplingRun):
         super().__init__(scheduler, timesteps)
         self.prk_timesteps = prk_timesteps
         self.stride = scheduler.num_train_timesteps // num_inference_steps
+        self._requested_steps = num_inference_steps
         self.counter = 0
         self.ets: list[torch.Tensor] = []  # past noise predictions, oldest first
         self.cur_model_output: torch.Tensor | float = 0.0
         self.cur_sample: torch.Tensor | None = None
         self._coefficients: dict[tuple[int, int], tuple[float, ...]] = {}  # per (t, prev t)
         self._timestep_values = timesteps.tolist()
+
+    def requested_steps(self) -> int:
+        # The warm-up repeats timesteps, so the schedule is longer than the steps asked for.
+        return self._requested_steps
 
     def _step(self, index, model_output, sample, generator, **options):
         timestep = self._timestep_values[index]

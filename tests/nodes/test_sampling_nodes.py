@@ -172,3 +172,126 @@ def test_every_family_of_the_table_is_a_named_node_type():
     names = {spec_of(getattr(module, f"scheduler_{family}")).type_name for family in FAMILIES}
     assert names == {f"scheduler.{family}" for family in FAMILIES}
     assert {spec.type_name for spec in default_registry() if spec.type_name.startswith("scheduler.")} == names
+
+
+# ---- partial runs: image-to-image and the base/refiner hand-over ------------------------------------------
+SD_SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+               "timestep_spacing": "leading", "steps_offset": 1}
+
+
+def _partial_graph(family: str, nodes: dict, outputs: dict) -> dict:
+    return {"dgraph": 1,
+            "nodes": {"scheduler": {"type": f"scheduler.{family}", "inputs": SD_SCHEDULE},
+                      "clean": {"type": "latent.noise", "inputs": {"channels": 4, "height": 8, "width": 8}},
+                      "den": {"type": "denoiser.model", "inputs": {"unet": "@unet.value"}},
+                      "unet": {"type": "test.toy_unet"}, **nodes},
+            "outputs": outputs}
+
+
+def _loop_node(**inputs) -> dict:
+    return {"type": "sample.loop", "inputs": {"denoiser": "@den.denoiser", "scheduler": "@scheduler.scheduler",
+                                              "steps": 10, **inputs}}
+
+
+def _diffusers(family: str):
+    cls, _ = FAMILIES[family]
+    scheduler = getattr(diffusers, cls.__name__).from_config(SD_SCHEDULE)
+    scheduler.set_timesteps(10)
+    return scheduler
+
+
+def _diffusers_steps(scheduler, timesteps, x, generator):
+    extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    for t in timesteps:
+        x = scheduler.step(_model(scheduler.scale_model_input(x, t), t), t, x, **extra).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("family", ["euler_ancestral", "dpm_solver", "heun", "ddim"])
+def test_img2img_node_equals_diffusers_img2img(family):
+    # No noise linked: the node draws it from its own generator, then steps with the same generator,
+    # as StableDiffusionImg2ImgPipeline's prepare_latents and loop do with one generator.
+    graph = _partial_graph(family, {"sample": _loop_node(image="@clean.latent", strength=0.65)},
+                           {"x": "@sample.latent", "clean": "@clean.latent"})
+    result = Graph.load(graph, registry=_registry()).execute(seed=3)
+
+    scheduler = _diffusers(family)
+    t_start = 10 - int(10 * 0.65)
+    timesteps = scheduler.timesteps[t_start * scheduler.order:]
+    scheduler.set_begin_index(t_start * scheduler.order) if hasattr(scheduler, "set_begin_index") else None
+    generator = torch.Generator().manual_seed(derive_seed(3, "sample"))
+    noise = torch.randn((1, 4, 8, 8), generator=generator)
+    x = scheduler.add_noise(result.clean.tensor, noise, timesteps[:1].repeat(1))
+    expected = _diffusers_steps(scheduler, timesteps, x, generator)
+    assert torch.allclose(result.x.tensor, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(result.x.tensor, result.clean.tensor)
+
+
+def test_img2img_node_noises_with_linked_latents_repeating_the_image_over_their_batch():
+    graph = _partial_graph("euler", {"noise": {"type": "latent.noise", "inputs": {"channels": 4, "height": 8,
+                                                                                  "width": 8, "batch_size": 2}},
+                                     "sample": _loop_node(image="@clean.latent", latents="@noise.latent",
+                                                          strength=0.4)},
+                           {"x": "@sample.latent", "clean": "@clean.latent", "noise": "@noise.latent"})
+    result = Graph.load(graph, registry=_registry()).execute(seed=5)
+    scheduler = _diffusers("euler")
+    timesteps = scheduler.timesteps[6:]
+    scheduler.set_begin_index(6)
+    x = scheduler.add_noise(torch.cat([result.clean.tensor] * 2), result.noise.tensor, timesteps[:1].repeat(2))
+    expected = _diffusers_steps(scheduler, timesteps, x, None)
+    assert torch.allclose(result.x.tensor, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["euler", "heun", "unipc"])
+def test_base_and_refiner_loops_hand_over_as_diffusers_sdxl(family):
+    # Base: the whole schedule cut at denoising_end; refiner: from denoising_start on the base's noisy latents.
+    graph = _partial_graph(family, {"noise": {"type": "latent.noise", "inputs": {"channels": 4, "height": 8,
+                                                                                 "width": 8}},
+                                    "base": _loop_node(latents="@noise.latent", denoising_end=0.7),
+                                    "refiner": _loop_node(latents="@base.latent", denoising_start=0.7)},
+                           {"base": "@base.latent", "refined": "@refiner.latent", "noise": "@noise.latent"})
+    result = Graph.load(graph, registry=_registry()).execute(seed=9)
+
+    scheduler = _diffusers(family)
+    timesteps = scheduler.timesteps[:len([t for t in scheduler.timesteps if t >= 300])]
+    base = _diffusers_steps(scheduler, timesteps, result.noise.tensor * scheduler.init_noise_sigma, None)
+    assert torch.allclose(result.base.tensor, base, rtol=1e-5, atol=1e-5)
+    refiner = _diffusers(family)
+    taken = int((refiner.timesteps < 300).sum())
+    taken += 1 if refiner.order == 2 and taken % 2 == 0 else 0
+    refiner.set_begin_index(len(refiner.timesteps) - taken)
+    refined = _diffusers_steps(refiner, refiner.timesteps[-taken:], base, None)
+    assert torch.allclose(result.refined.tensor, refined, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"latents": "@clean.latent", "strength": 0.5},
+     "sample.loop: strength says how far to noise a clean image, but no image is linked; link `image:` to the "
+     "clean latents, or leave strength out"),
+    ({"image": "@clean.latent", "denoising_start": 0.5},
+     "sample.loop: with denoising_start the loop continues latents that are already noisy (link them to "
+     "`latents:`), so it takes no clean `image:`; to start from a clean image use strength instead"),
+    ({}, "sample.loop needs latents (the initial noise, from latent.noise) or an image's latents to start from: "
+         "link `latents:` or `image:`"),
+    ({"image": "@clean.latent", "strength": 0.05},
+     "sample.loop: EulerDiscreteScheduler: strength=0.05 with 10 steps leaves no step to take (int(10 × 0.05) = 0); "
+     "raise strength to at least 0.1 or steps to at least 20"),
+    ({"latents": "@clean.latent", "denoising_start": 0.8, "denoising_end": 0.6},
+     "sample.loop: EulerDiscreteScheduler: denoising_start=0.8 must be smaller than denoising_end=0.6"),
+])
+def test_partial_loop_inputs_that_do_not_fit_are_refused_with_what_to_do(inputs, message):
+    graph = Graph.load(_partial_graph("euler", {"sample": _loop_node(**inputs)}, {"x": "@sample.latent"}),
+                       registry=_registry())
+    with pytest.raises(DgraphError) as caught:
+        graph.execute(seed=1)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("option, value", [("strength", 0.0), ("strength", 1.5), ("denoising_start", 1.0),
+                                           ("denoising_end", 0.0)])
+def test_partial_fractions_out_of_range_are_validation_errors(option, value):
+    graph = _partial_graph("euler", {"sample": _loop_node(image="@clean.latent", **{option: value})},
+                           {"x": "@sample.latent"})
+    with pytest.raises(WorkflowError) as caught:
+        Graph.load(graph, registry=_registry())
+    assert caught.value.codes == ["invalid-value"]
