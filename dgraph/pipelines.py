@@ -296,9 +296,15 @@ RECIPES: dict[str, PipelineRecipe] = {
                                                    "transformer cross-attending to T5 text states, DPM-Solver++ with "
                                                    "classifier-free guidance, then the KL VAE, from {repo}."),
     "StableDiffusionPipeline": PipelineRecipe(stable_diffusion.sd_text_to_image, stable_diffusion.HEADERS["sd"]),
+    "StableDiffusionImg2ImgPipeline": PipelineRecipe(stable_diffusion.sd_image_to_image,
+                                                     stable_diffusion.HEADERS["sd_img2img"]),
     "StableDiffusionInpaintPipeline": PipelineRecipe(stable_diffusion.sd_inpainting,
                                                      stable_diffusion.HEADERS["sd_inpaint"]),
     "StableDiffusionXLPipeline": PipelineRecipe(stable_diffusion.sdxl_text_to_image, stable_diffusion.HEADERS["sdxl"]),
+    "StableDiffusionXLImg2ImgPipeline": PipelineRecipe(stable_diffusion.sdxl_image_to_image,
+                                                       stable_diffusion.HEADERS["sdxl_img2img"]),
+    "StableDiffusionXLInpaintPipeline": PipelineRecipe(stable_diffusion.sdxl_inpainting,
+                                                       stable_diffusion.HEADERS["sdxl_inpaint"]),
     "AudioLDMPipeline": PipelineRecipe(_audioldm, "AudioLDM (Liu et al. 2023): text -> CLAP text embedding -> UNet "
                                                   "conditioned through its class embedding, in a DDIM loop with "
                                                   "classifier-free guidance -> the KL autoencoder's mel (16 kHz, 64 "
@@ -343,7 +349,9 @@ def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:
 
 def cascade_workflow(stages: list[tuple[str, str, dict[str, str | None]]]) -> dict[str, Any]:
     """One cascade workflow from stages [(pipeline class name, base, component folders), ...]
-    (see `cascades.cascade_workflow`)."""
+    (see `cascades.cascade_workflow`; SDXL base then refiner: `stable_diffusion.sdxl_base_and_refiner`)."""
+    if _is_sdxl_pair(stages):
+        return stable_diffusion.sdxl_base_and_refiner(*(_Parts(base, components) for _, base, components in stages))
     return cascades.cascade_workflow([(name, base, _Parts(base, components)) for name, base, components in stages])
 
 
@@ -436,6 +444,11 @@ def export_text(class_name: str, base: str, components: dict[str, str | None], d
 def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) -> str:
     """A cascade (`cascade_workflow`) as YAML text, its header naming each stage and what it downloads."""
     workflow = cascade_workflow(stages)
+    if _is_sdxl_pair(stages):
+        (_, base, _), (_, refiner, _) = stages
+        paragraphs = [stable_diffusion.BASE_AND_REFINER.format(base=base, refiner=refiner), _downloads(base),
+                      stable_diffusion.REFINER_PART.format(refiner=refiner), stable_diffusion.REFINER_MEMORY]
+        return _with_header(paragraphs, f"dgraph export {base} {refiner}", workflow)
     paragraphs = [f"Imagen (Saharia et al. 2022) as a cascade of {len(stages)} stages. DeepFloyd IF's stages share "
                   f"one T5 text encoding; each later stage enlarges the image before it, noise-augmented "
                   f"(--stageK_noise_level sets how strongly)."]
@@ -445,6 +458,10 @@ def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) ->
     paragraphs += [MEMORY.get(tuple(_repo(base) for _, base, _ in stages), "")]
     command = "dgraph export " + " ".join(base for _, base, _ in stages)
     return _with_header(paragraphs, command, workflow)
+
+
+def _is_sdxl_pair(stages: list[tuple[str, str, Any]]) -> bool:
+    return [name for name, _, _ in stages] == ["StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"]
 
 
 def _repo(base: str) -> str:

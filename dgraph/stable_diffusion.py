@@ -139,67 +139,180 @@ def _has(parts: Parts, name: str) -> bool:
     return True
 
 
-def _guided_inpainting(p: str, prompt: str, added: str | None = None) -> dict[str, Any]:
-    """A 9-channel inpainting UNet's denoisers (the mask and the masked image's latents beside the sample)."""
-    nodes = _guided(p, prompt, added)
+_IMAGE_INPUTS = {
+    "image": {"type": "str", "description": "the image to start from (its size, a multiple of 8, is the output's)"},
+    "strength": {"type": "float", "default": 0.8,
+                 "description": "how much of the schedule to run from the image (1 = from pure noise)"},
+}
+_MASK_INPUT = {"mask": {"type": "str", "description": "the mask, the image's size: white is painted, black kept"}}
+
+
+def _image_start(p: str, prompt: str, inpainting: bool) -> dict[str, Any]:
+    """The image's latents (sampled from the VAE's posterior, as diffusers does), noise the size of them, and
+    for inpainting the mask, the masked image's latents and the mask the loop blends with."""
+    nodes: dict[str, Any] = {
+        f"{p}input_image": {"type": "image.load", "inputs": {"path": "$image"}},
+        f"{p}image_latents": {"type": "vae.encode", "inputs": {"vae": f"@{p}vae.vae", "image": f"@{p}input_image.image",
+                                                               "sample": True}},
+        f"{p}noise": {"type": "latent.noise_like", "inputs": {
+            "latents": f"@{p}image_latents.latent", "context": f"@{prompt}.cond",
+            "images_per_prompt": "$images_per_prompt"}},
+    }
+    if inpainting:
+        nodes.update({
+            f"{p}mask_image": {"type": "image.load", "inputs": {"path": "$mask"}},
+            f"{p}mask": {"type": "image.mask", "inputs": {"image": f"@{p}mask_image.image"}},
+            f"{p}masked": {"type": "image.masked", "inputs": {"image": f"@{p}input_image.image",
+                                                              "mask": f"@{p}mask.image"}},
+            f"{p}masked_latents": {"type": "vae.encode", "inputs": {"vae": f"@{p}vae.vae", "image": f"@{p}masked.image",
+                                                                    "sample": True}},
+            f"{p}blend": {"type": "latent.blend_mask", "inputs": {"unet": f"@{p}unet.unet", "mask": f"@{p}mask.image",
+                                                                  "latents": f"@{p}image_latents.latent"}},
+        })
+    return nodes
+
+
+def _loop(p: str, start: str) -> dict[str, Any]:
+    """The guided loop from fresh noise ("text"), from the image ("image"), or inpainting ("inpaint"); the decode."""
+    inputs = {"denoiser": f"@{p}guided.denoiser", "scheduler": f"@{p}scheduler.scheduler",
+              "latents": f"@{p}noise.latent", "steps": "$steps", "eta": "$eta"}
+    if start != "text":
+        inputs.update(image=f"@{p}image_latents.latent", strength="$strength")
+    if start == "inpaint":
+        inputs["mask"] = f"@{p}blend.mask"
+    return {f"{p}sample": {"type": "sample.loop", "inputs": inputs},
+            f"{p}image": {"type": "vae.decode", "inputs": {"vae": f"@{p}vae.vae", "latents": f"@{p}sample.latent"}}}
+
+
+def _inpainting_denoisers(p: str, nodes: dict[str, Any]) -> None:
+    """An inpainting UNet's denoisers read the mask and the masked image's latents beside the sample."""
     for branch in ("cond", "uncond"):
         nodes[f"{p}{branch}"]["type"] = "denoiser.inpainting"
         nodes[f"{p}{branch}"]["inputs"].update(mask=f"@{p}mask.image", masked_latents=f"@{p}masked_latents.latent")
-    return nodes
 
 
-def _inpainting_inputs(p: str) -> dict[str, Any]:
-    """The image, its mask, and the masked image's latents."""
-    return {
-        f"{p}input_image": {"type": "image.load", "inputs": {"path": "$image"}},
-        f"{p}mask_image": {"type": "image.load", "inputs": {"path": "$mask"}},
-        f"{p}mask": {"type": "image.mask", "inputs": {"image": f"@{p}mask_image.image"}},
-        f"{p}masked": {"type": "image.masked", "inputs": {"image": f"@{p}input_image.image", "mask": f"@{p}mask.image"}},
-        f"{p}masked_latents": {"type": "vae.encode", "inputs": {"vae": f"@{p}vae.vae", "image": f"@{p}masked.image",
-                                                                "sample": True}},
-    }
+def _sizes(p: str, prompt: str, start: str) -> dict[str, Any]:
+    inputs = {"network": f"@{p}unet.unet", "cond": f"@{prompt}.cond", "uncond": f"@{prompt}.uncond"}
+    if start == "text":
+        inputs.update(height="$height", width="$width")
+    else:  # the image's own size; a refiner UNet reads the aesthetic scores instead of the target size
+        inputs.update(image=f"@{p}input_image.image", aesthetic_score="$aesthetic_score",
+                      negative_aesthetic_score="$negative_aesthetic_score")
+    return {f"{p}sizes": {"type": "condition.text_time", "inputs": inputs}}
 
 
-_IMAGE_INPUTS = {
-    "image": {"type": "str", "description": "the image to start from (its size, a multiple of 8, is the output's)"},
-    "mask": {"type": "str", "description": "the mask, the image's size: white is painted, black kept"},
+_AESTHETIC_INPUTS = {
+    "aesthetic_score": {"type": "float", "default": 6.0,
+                        "description": "the refiner's aesthetic score for the prompt (a base UNet reads sizes instead)"},
+    "negative_aesthetic_score": {"type": "float", "default": 2.5,
+                                 "description": "the refiner's aesthetic score for the negative prompt"},
 }
 
 
+def _build(parts: Parts, xl: bool, start: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(nodes, inputs) of one SD or SDXL pipeline: text, models, conditioning, the loop from `start`."""
+    nodes = {**(sdxl_text(parts) if xl else sd_text(parts)), **_models(parts)}
+    if start != "text":
+        nodes.update(_image_start("", "prompt", start == "inpaint"))
+    if xl:
+        nodes.update(_sizes("", "prompt", start))
+    nodes.update(_guided("", "prompt", added="sizes" if xl else None))
+    if start == "inpaint":
+        _inpainting_denoisers("", nodes)
+    if start == "text":
+        nodes.update(_text_to_image("", "prompt"))
+    else:
+        nodes.update(_loop("", start))
+    inputs = _inputs(1024 if xl else None, **({"guidance_scale": 5.0} if xl else {}))
+    if start != "text":
+        del inputs["height"], inputs["width"]
+        inputs = {**{k: dict(v) for k, v in _IMAGE_INPUTS.items()}, **(_MASK_INPUT if start == "inpaint" else {}),
+                  **inputs}
+    if xl and start != "text":
+        inputs.update(_AESTHETIC_INPUTS)
+    return nodes, inputs
+
+
 def sd_text_to_image(parts: Parts) -> dict[str, Any]:
-    nodes = {**sd_text(parts), **_models(parts), **_guided("", "prompt"), **_text_to_image("", "prompt")}
+    nodes, inputs = _build(parts, xl=False, start="text")
     return _graph("stable_diffusion", "Text-to-image with Stable Diffusion 1.x/2.x: CLIP text states, a conditioned "
-                  "UNet in its pipeline's sampler with classifier-free guidance, the KL VAE.", _inputs(None), nodes)
+                  "UNet in its pipeline's sampler with classifier-free guidance, the KL VAE.", inputs, nodes)
+
+
+def sd_image_to_image(parts: Parts) -> dict[str, Any]:
+    nodes, inputs = _build(parts, xl=False, start="image")
+    return _graph("sd_img2img", "Image-to-image with Stable Diffusion: an image noised part-way (--strength) and "
+                  "denoised towards the prompt.", inputs, nodes)
 
 
 def sd_inpainting(parts: Parts) -> dict[str, Any]:
-    nodes = {**sd_text(parts), **_models(parts), **_inpainting_inputs(""), **_guided_inpainting("", "prompt")}
-    nodes.update(_from_latents_of("", "prompt", "masked_latents"))
-    inputs = {**_IMAGE_INPUTS, **_inputs(None)}
-    del inputs["height"], inputs["width"]
-    return _graph("sd_inpaint", "Inpainting with Stable Diffusion: the masked area of an image painted anew from a "
-                  "prompt by an inpainting UNet that reads the mask and the rest of the image.", inputs, nodes)
-
-
-def _from_latents_of(p: str, prompt: str, latents: str) -> dict[str, Any]:
-    """Fresh latents the size of an image's, the guided loop, and the decode."""
-    nodes = _text_to_image(p, prompt)
-    nodes[f"{p}noise"] = {"type": "latent.noise_like", "inputs": {
-        "latents": f"@{p}{latents}.latent", "context": f"@{prompt}.cond", "images_per_prompt": "$images_per_prompt"}}
-    return nodes
+    nodes, inputs = _build(parts, xl=False, start="inpaint")
+    inputs["strength"]["default"] = 1.0
+    return _graph("sd_inpaint", "Inpainting with Stable Diffusion: the white area of the mask painted anew from the "
+                  "prompt (an inpainting UNet reads the mask and the masked image; an ordinary one is blended).",
+                  inputs, nodes)
 
 
 def sdxl_text_to_image(parts: Parts) -> dict[str, Any]:
-    nodes = {**sdxl_text(parts), **_models(parts)}
-    nodes["sizes"] = {"type": "condition.text_time", "inputs": {
-        "network": "@unet.unet", "cond": "@prompt.cond", "uncond": "@prompt.uncond", "height": "$height",
-        "width": "$width"}}
-    nodes.update(_guided("", "prompt", added="sizes"))
-    nodes.update(_text_to_image("", "prompt"))
-    inputs = _inputs(1024, guidance_scale=5.0)
+    nodes, inputs = _build(parts, xl=True, start="text")
     return _graph("sdxl", "Text-to-image with SDXL: two CLIP text encoders, size and crop conditioning, a "
                   "conditioned UNet in its pipeline's sampler with classifier-free guidance, the KL VAE.",
                   inputs, nodes)
+
+
+def sdxl_image_to_image(parts: Parts) -> dict[str, Any]:
+    nodes, inputs = _build(parts, xl=True, start="image")
+    inputs["strength"]["default"] = 0.3
+    return _graph("sdxl_img2img", "Image-to-image with SDXL (the refiner, or the base): an image noised part-way "
+                  "(--strength) and denoised towards the prompt; a refiner UNet reads the aesthetic scores.",
+                  inputs, nodes)
+
+
+def sdxl_inpainting(parts: Parts) -> dict[str, Any]:
+    nodes, inputs = _build(parts, xl=True, start="inpaint")
+    inputs["strength"]["default"] = 0.9999
+    inputs["guidance_scale"]["default"] = 7.5  # StableDiffusionXLInpaintPipeline's, not the other SDXL pipelines' 5
+    return _graph("sdxl_inpaint", "Inpainting with SDXL: the white area of the mask painted anew from the prompt "
+                  "(an inpainting UNet reads the mask and the masked image; an ordinary one is blended).",
+                  inputs, nodes)
+
+
+def sdxl_base_and_refiner(base: Parts, refiner: Parts) -> dict[str, Any]:
+    """SDXL base and refiner as one graph, "ensemble of experts" style: the base denoises the first
+    --high-noise-frac of the schedule and hands its still-noisy latents to the refiner, which finishes them.
+
+    The base's nodes keep the names they have alone (a seed gives the base the same noise either way); the
+    refiner's are prefixed `refiner_`. The refiner reads the base's second text encoder and its VAE decodes:
+    the published refiner ships the same two models, and diffusers' documented base + refiner shares them.
+    """
+    nodes, inputs = _build(base, xl=True, start="text")
+    nodes["sample"]["inputs"]["denoising_end"] = "$high_noise_frac"
+    r = "refiner_"
+    zeros = bool(_settings(refiner).get("force_zeros_for_empty_prompt", False))
+    nodes.update({
+        f"{r}unet": {"type": "load.unet", "inputs": _weights(refiner["unet"])},
+        f"{r}scheduler": {"type": "load.scheduler", "inputs": {"config": refiner["scheduler"]}},
+        f"{r}prompt": {"type": "text.encode_prompt_sdxl", "inputs": {
+            "tokenizer_2": "@tokenizer_2.tokenizer", "text_encoder_2": "@text_encoder_2.text_encoder",
+            "prompt": "$prompt", "negative_prompt": "$negative_prompt", "zero_empty_negative": zeros,
+            "clip_skip": "$clip_skip"}},
+        f"{r}sizes": {"type": "condition.text_time", "inputs": {
+            "network": f"@{r}unet.unet", "cond": f"@{r}prompt.cond", "uncond": f"@{r}prompt.uncond",
+            "height": "$height", "width": "$width", "aesthetic_score": "$aesthetic_score",
+            "negative_aesthetic_score": "$negative_aesthetic_score"}},
+    })
+    nodes.update(_guided(r, f"{r}prompt", added=f"{r}sizes"))
+    nodes[f"{r}sample"] = {"type": "sample.loop", "inputs": {
+        "denoiser": f"@{r}guided.denoiser", "scheduler": f"@{r}scheduler.scheduler", "latents": "@sample.latent",
+        "steps": "$steps", "eta": "$eta", "denoising_start": "$high_noise_frac"}}
+    nodes["image"] = {"type": "vae.decode", "inputs": {"vae": "@vae.vae", "latents": f"@{r}sample.latent"}}
+    inputs["high_noise_frac"] = {"type": "float", "default": 0.8,
+                                 "description": "the part of the schedule the base runs before the refiner takes over"}
+    inputs.update({k: dict(v) for k, v in _AESTHETIC_INPUTS.items()})
+    graph = _graph("sdxl", "SDXL base and refiner: the base denoises the first --high-noise-frac of the schedule, "
+                   "the refiner the rest; then the KL VAE.", inputs, nodes)
+    graph["outputs"]["base_latents"] = "@sample.latent"
+    return graph
 
 
 # What each pipeline's workflow makes, for the header of exported workflows ({repo} is filled in).
@@ -208,13 +321,35 @@ HEADERS = {
           "conditioned UNet (epsilon or v-prediction, as its scheduler config says) in {repo}'s own sampler with "
           "classifier-free guidance -> KL decode -> PNG. Prompts are cut at CLIP's 77 tokens, with a warning.",
     "sd_inpaint": "Stable Diffusion inpainting: the white area of --mask in --image painted from the prompt by "
-                  "{repo}'s inpainting UNet (it reads the mask and the masked image's latents beside the sample), "
-                  "in its own sampler with classifier-free guidance -> KL decode -> PNG.",
+                  "{repo}'s UNet (an inpainting UNet reads the mask and the masked image's latents beside the "
+                  "sample; an ordinary one is kept to the image by blending after every step), in its own sampler "
+                  "with classifier-free guidance -> KL decode -> PNG.",
+    "sd_img2img": "Stable Diffusion image-to-image: --image encoded by the VAE, noised --strength of the way into "
+                  "the schedule of {repo}'s own sampler and denoised towards the prompt with classifier-free "
+                  "guidance -> KL decode -> PNG.",
+    "sdxl_img2img": "SDXL image-to-image (the refiner's pipeline): --image encoded by the VAE, noised --strength of "
+                    "the way in and denoised by {repo}'s UNet, which reads the second text encoder and an aesthetic "
+                    "score (a refiner) or the size/crop ids (a base) -> KL decode -> PNG.",
+    "sdxl_inpaint": "SDXL inpainting: the white area of --mask in --image painted from the prompt by {repo}'s UNet "
+                    "(an inpainting UNet reads the mask and the masked image's latents; an ordinary one is kept to "
+                    "the image by blending after every step) -> KL decode -> PNG.",
     "sdxl": "SDXL (Podell et al. 2023): two CLIP text encoders (penultimate states joined, the pooled embedding "
             "of the second) and the size/crop ids -> conditioned UNet in {repo}'s own sampler with "
             "classifier-free guidance -> KL decode -> PNG. An empty negative prompt is zeros where the pipeline "
             "says so (force_zeros_for_empty_prompt).",
 }
+
+BASE_AND_REFINER = ("SDXL (Podell et al. 2023) base and refiner in one graph: the base ({base}) denoises the "
+                    "first --high-noise-frac of the steps from two CLIP text encoders and the size/crop ids, and "
+                    "hands its still-noisy latents to the refiner ({refiner}), which finishes them reading the "
+                    "second encoder and an aesthetic score; the base's VAE decodes. The refiner shares the base's "
+                    "second text encoder and VAE (the same models ship in both repos). With --devices cuda:0,cuda:1 "
+                    "the two UNets go to different GPUs.")
+REFINER_PART = ("From {refiner} it downloads only the refiner's 2.26 B-parameter UNet (about 9 GB in float32, 4.5 GB "
+                "in fp16) and its scheduler config.")
+REFINER_MEMORY = ("Memory: the base's 3.47 B parameters and the refiner's UNet (2.26 B): about 23 GB in float32, "
+                  "11.5 GB with --dtype float16 --variant fp16, plus (estimated) 3-5 GB of activations at 1024x1024.")
+
 
 # What the published repos weigh, for the header of exported workflows (parameters counted from their configs;
 # memory: the weights plus an estimate of the activations of one guided image at the model's own size).
@@ -229,6 +364,11 @@ DOWNLOADS = {
         "(340 M parameters) and tokenizer, an 866 M-parameter v-prediction UNet and an 84 M-parameter KL VAE, "
         "1.29 B in all: about 5.2 GB in float32, half that with --dtype float16 --variant fp16. Memory: the weights "
         "plus (estimated) 2-3 GB of activations for a 768x768 image.",
+    "stabilityai/stable-diffusion-2-inpainting":
+        "Downloads stabilityai/stable-diffusion-2-inpainting from the Hugging Face Hub: the OpenCLIP ViT-H text "
+        "encoder (340 M parameters) and tokenizer, an 866 M-parameter 9-channel inpainting UNet and an 84 M-parameter "
+        "KL VAE, 1.29 B in all: about 5.2 GB in float32, half that with --dtype float16 --variant fp16. Memory: the "
+        "weights plus (estimated) 1-2 GB of activations for a 512x512 image.",
     "stabilityai/stable-diffusion-xl-base-1.0":
         "Downloads stabilityai/stable-diffusion-xl-base-1.0 from the Hugging Face Hub: CLIP ViT-L (123 M "
         "parameters) and OpenCLIP bigG (695 M) text encoders with their tokenizers, a 2.57 B-parameter UNet and an "

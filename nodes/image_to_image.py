@@ -10,7 +10,8 @@ from pydantic import Field
 
 from dgraph.errors import DgraphError
 from dgraph.node import Context, node
-from dgraph.sampling import ImageConditionedDenoiser, ModelDenoiser, binary_mask, inpainting_condition, masked_image
+from dgraph.sampling import (ImageConditionedDenoiser, ModelDenoiser, binary_mask, inpainting_condition, latent_mask,
+                             masked_image)
 from dgraph.types import AddedConditions, Denoiser, Image, Latent, TextEmbedding, UNet
 
 
@@ -75,3 +76,19 @@ def reads_mask(unet, latents: Latent) -> bool:
         raise DgraphError(f"this UNet reads {channels} channels: neither the {latent} of the latents (an ordinary "
                           f"UNet) nor the {2 * latent + 1} of an inpainting UNet (latents, mask, masked latents)")
     return True
+
+
+@node("latent.blend_mask", description="The latent-size mask the sampling loop blends with: the mask for an "
+                                       "ordinary UNet, all ones (no blending) for an inpainting UNet.", output="mask")
+def blend_mask(unet: UNet, mask: Image, latents: Latent) -> Latent:
+    """An inpainting UNet paints inside the mask by itself and its pipeline blends nothing; an ordinary UNet is
+    kept to the image outside the mask by the loop, as diffusers' inpainting pipelines do for both.
+
+    unet: the UNet that will denoise
+    mask: the image-size mask (image.mask)
+    latents: the image's latents (their size is the mask's)
+    """
+    resized = latent_mask(mask.to_range(0.0, 1.0).tensor.float(), latents.tensor.shape[-2:]).to(latents.tensor.device)
+    if reads_mask(unet, latents):
+        resized = torch.ones_like(resized)
+    return Latent(resized)

@@ -184,3 +184,23 @@ def test_run_and_export_an_sdxl_folder(sdxl, tmp_path):
                  "-o", str(tmp_path / "images"), "-q"])
     assert code == 0
     assert (tmp_path / "images" / "sdxl_000.png").is_file()
+
+
+def test_sdxl_repo_from_the_hub_cache_reads_its_pipeline_settings(sdxl, hub_cache, tmp_path):
+    hub_cache.add_folder("stabilityai/tiny-sdxl", sdxl)
+    nodes = Graph.from_pretrained("hf://stabilityai/tiny-sdxl").to_dict()["nodes"]
+    assert nodes["unet"]["inputs"]["source"] == "hf://stabilityai/tiny-sdxl/unet"
+    assert nodes["prompt"]["inputs"]["zero_empty_negative"] is True
+    # A pipeline saved with force_zeros_for_empty_prompt false encodes the empty negative prompt instead.
+    import json
+    import shutil
+
+    copy = shutil.copytree(sdxl, tmp_path / "sdxl-encoded-negative")
+    index = json.loads((copy / "model_index.json").read_text())
+    (copy / "model_index.json").write_text(json.dumps({**index, "force_zeros_for_empty_prompt": False}))
+    ours = Graph.from_pretrained(copy)
+    assert ours.to_dict()["nodes"]["prompt"]["inputs"]["zero_empty_negative"] is False
+    image = ours.execute(outputs=["image"], prompt="a red fox", seed=1, steps=2, height=16, width=16)
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(copy)
+    theirs = reference(pipe, 1, prompt="a red fox", num_inference_steps=2, height=16, width=16)
+    assert (pixels(image) - theirs).abs().max() < TOLERANCE
