@@ -235,3 +235,16 @@ def test_shipped_inpainting_runs_on_local_components(sd_inpaint, files):
     expected = Graph.from_pretrained(sd_inpaint).execute(outputs=["image"], prompt="a red fox", image=str(image),
                                                          mask=str(mask), seed=1, steps=3)
     assert torch.equal(ours.image.tensor, expected.image.tensor)
+
+
+def test_a_unet_of_neither_kind_is_refused_naming_its_channels():
+    from dgraph.errors import DgraphError
+    from dgraph.models import UNet2DConditionModel
+    from dgraph.types import Latent
+    from nodes.image_to_image import reads_mask
+
+    unet = UNet2DConditionModel(**{**sd_components.SD1_UNET, "in_channels": 5})
+    with pytest.raises(DgraphError) as caught:
+        reads_mask(unet, Latent(torch.zeros(1, 4, 8, 8)))
+    assert str(caught.value) == ("this UNet reads 5 channels: neither the 4 of the latents (an ordinary UNet) nor the "
+                                 "9 of an inpainting UNet (latents, mask, masked latents)")
