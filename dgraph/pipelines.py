@@ -433,12 +433,14 @@ def _with_header(paragraphs: list[str], command: str, workflow: dict[str, Any]) 
     return "\n".join(lines) + "\n" + dump_text(workflow)
 
 
-def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None) -> str:
-    """The workflow as YAML text with a header comment saying what it makes and what it downloads."""
+def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None,
+                chosen_class: bool = False) -> str:
+    """The workflow as YAML text with a header comment saying what it makes and what it downloads.
+    `chosen_class`: the class was asked for (--pipeline-class), not read from the repo; the header says so."""
     header = RECIPES[class_name].header.format(repo=base)
     workflow = pipeline_workflow(class_name, base, components)
-    return _with_header([header, _downloads(base) if downloads is None else downloads], f"dgraph export {base}",
-                        workflow)
+    command = f"dgraph export {base}" + (f" --pipeline-class {class_name}" if chosen_class else "")
+    return _with_header([header, _downloads(base) if downloads is None else downloads], command, workflow)
 
 
 def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) -> str:

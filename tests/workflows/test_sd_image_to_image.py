@@ -95,6 +95,8 @@ def _open(path):
     return PILImage.open(path)
 
 
+# diffusers repeats one image for two prompts, and warns that it will stop doing so.
+@pytest.mark.filterwarnings("ignore:You have passed 2 text prompts:FutureWarning")
 def test_sd_img2img_equals_diffusers(sd2_v, files):
     image, _ = files
     prompts = ["a red fox", "the sea at night"]
@@ -196,13 +198,26 @@ SDXL_REPOS = [("StableDiffusionXLPipeline", "hf://stabilityai/stable-diffusion-x
               ("StableDiffusionXLImg2ImgPipeline", "hf://stabilityai/stable-diffusion-xl-refiner-1.0", REFINER)]
 
 
-@pytest.mark.parametrize("name, class_name, base", [
-    ("sd_img2img.yaml", "StableDiffusionImg2ImgPipeline", "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"),
-    ("sd_inpaint.yaml", "StableDiffusionInpaintPipeline", "hf://stabilityai/stable-diffusion-2-inpainting")])
-def test_shipped_image_workflows_are_what_export_writes(name, class_name, base):
+@pytest.mark.parametrize("name, class_name, base, chosen", [
+    # SD 1.5's repo names StableDiffusionPipeline: its img2img graph is asked for with --pipeline-class.
+    ("sd_img2img.yaml", "StableDiffusionImg2ImgPipeline", "hf://stable-diffusion-v1-5/stable-diffusion-v1-5", True),
+    ("sd_inpaint.yaml", "StableDiffusionInpaintPipeline", "hf://stabilityai/stable-diffusion-2-inpainting", False)])
+def test_shipped_image_workflows_are_what_export_writes(name, class_name, base, chosen):
     from dgraph.pipelines import export_text
 
-    assert (WORKFLOWS / name).read_text() == export_text(class_name, base, SD)
+    text = export_text(class_name, base, SD, chosen_class=chosen)
+    assert (WORKFLOWS / name).read_text() == text
+    assert ("--pipeline-class StableDiffusionImg2ImgPipeline`" in text) == chosen
+
+
+def test_export_names_the_pipeline_class_it_was_asked_for(sd1, tmp_path):
+    from dgraph.cli import main
+
+    out = tmp_path / "img2img.yaml"
+    assert main(["export", str(sd1), "--pipeline-class", "StableDiffusionImg2ImgPipeline", "-o", str(out)]) == 0
+    assert f"# Written by `dgraph export {sd1} --pipeline-class StableDiffusionImg2ImgPipeline`" in out.read_text()
+    assert Graph.load(out).to_dict() == Graph.from_pretrained(
+        sd1, pipeline_class="StableDiffusionImg2ImgPipeline").to_dict()
 
 
 def test_shipped_sdxl_is_the_exported_base_and_refiner():
