@@ -263,3 +263,15 @@ def test_a_unet_of_neither_kind_is_refused_naming_its_channels():
         reads_mask(unet, Latent(torch.zeros(1, 4, 8, 8)))
     assert str(caught.value) == ("this UNet reads 5 channels: neither the 4 of the latents (an ordinary UNet) nor the "
                                  "9 of an inpainting UNet (latents, mask, masked latents)")
+
+
+def test_sdxl_base_and_refiner_are_placed_on_two_devices(sdxl, refiner):
+    """`--devices cuda:0,cuda:1`: each UNet with its denoising stage on its own device (placement reads only
+    safetensors headers, so no GPU is needed to plan it)."""
+    from dgraph.engine.placement import place
+
+    graph = Graph.from_pretrained([sdxl, refiner])
+    d = place(graph.resolved, graph.plan(), ["cuda:0:64MiB", "cuda:1:64MiB"], base=graph.base).devices
+    assert d["unet"] != d["refiner_unet"]
+    assert d["unet"] == d["cond"] == d["guided"] == d["sample"]
+    assert d["refiner_unet"] == d["refiner_cond"] == d["refiner_guided"] == d["refiner_sample"]
