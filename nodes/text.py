@@ -107,7 +107,8 @@ def embed_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[s
 def encode_prompt_sdxl(tokenizer_2: Tokenizer, text_encoder_2: TextEncoder, prompt: list[str],
                        tokenizer: Optional[Tokenizer] = None, text_encoder: Optional[TextEncoder] = None,
                        negative_prompt: str = "", zero_empty_negative: bool = True,
-                       clip_skip: ClipSkip = 0) -> PromptEmbeddings:
+                       clip_skip: ClipSkip = 0, prompt_2: Optional[list[str]] = None,
+                       negative_prompt_2: Optional[str] = None) -> PromptEmbeddings:
     """Each TextEmbedding carries the pooled vector (the UNet's `text_embeds`). Prompts longer than 77 tokens
     are cut there, with a warning, as diffusers does.
 
@@ -119,14 +120,25 @@ def encode_prompt_sdxl(tokenizer_2: Tokenizer, text_encoder_2: TextEncoder, prom
     zero_empty_negative: an empty negative prompt gives zero states and a zero pooled vector
         (the pipeline's force_zeros_for_empty_prompt, set for SDXL base)
     clip_skip: go this many layers further back than the penultimate (diffusers' clip_skip); both branches
+    prompt_2: what the second encoder reads instead of the prompt (default: the prompt), one per prompt;
+        a pipeline with one encoder (the refiner) reads the prompt
+    negative_prompt_2: what the second encoder reads instead of the negative prompt (default: it)
     """
     if (tokenizer is None) != (text_encoder is None):
         raise DgraphError("text.encode_prompt_sdxl: give the first tokenizer and the first text encoder together, "
                           "or neither (the refiner has only the second)")
     encoders = ([(tokenizer, text_encoder)] if tokenizer is not None else []) + [(tokenizer_2, text_encoder_2)]
     prompts = list(prompt)
-    zeros = zero_empty_negative and negative_prompt == ""
-    texts = prompts if zeros else prompts + [negative_prompt] * len(prompts)
+    seconds = list(prompt_2) if prompt_2 else prompts
+    if len(seconds) != len(prompts):
+        raise DgraphError(f"text.encode_prompt_sdxl: {len(prompts)} prompts but {len(seconds)} prompt_2 texts; "
+                          f"give one prompt_2 per prompt")
+    negative_2 = negative_prompt if negative_prompt_2 is None else negative_prompt_2
+    zeros = zero_empty_negative and negative_prompt == "" and negative_2 == ""
+    firsts = prompts if zeros else prompts + [negative_prompt] * len(prompts)
+    seconds = seconds if zeros else seconds + [negative_2] * len(prompts)
+    # The refiner has the second encoder only, and it reads the prompt (diffusers pairs prompts with encoders).
+    texts = [firsts, seconds][:len(encoders)]
     with torch.no_grad():
         hidden, pooled, mask = encode_sdxl(encoders, texts, clip_skip)
     n, name = len(prompts), type(text_encoder_2).__name__

@@ -17,14 +17,18 @@ from .encoders import encode_clip
 from .tokenizers import tokenize
 
 
-def encode_sdxl(encoders: Sequence[tuple[object, nn.Module]], texts: list[str],
+def encode_sdxl(encoders: Sequence[tuple[object, nn.Module]], texts: list[str] | Sequence[list[str]],
                 clip_skip: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(hidden states (batch, 77, total width), pooled (batch, dim), attention mask (batch, 77)) of `texts`
     through each (tokenizer, CLIP text encoder) pair in turn; the pooled vector is the first a pair gives
-    (the encoder with a projection)."""
+    (the encoder with a projection). `texts` is one list for every encoder, or one list per encoder
+    (diffusers' `prompt` and `prompt_2`)."""
+    per_encoder = list(texts) if texts and isinstance(texts[0], (list, tuple)) else [texts] * len(encoders)
+    if len(per_encoder) != len(encoders) or len({len(t) for t in per_encoder}) > 1:
+        raise ConfigError(f"give one list of texts, or one per text encoder ({len(encoders)}) of the same length")
     states, pooled, mask = [], None, None
-    for tokenizer, text_encoder in encoders:
-        tokens = tokenize(tokenizer, texts)
+    for (tokenizer, text_encoder), encoder_texts in zip(encoders, per_encoder):
+        tokens = tokenize(tokenizer, list(encoder_texts))
         hidden, projected = encode_clip(text_encoder, tokens, layers_back=clip_skip + 1, final_norm=False)
         states.append(hidden)
         if pooled is None:

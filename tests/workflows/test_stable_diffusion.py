@@ -204,3 +204,18 @@ def test_sdxl_repo_from_the_hub_cache_reads_its_pipeline_settings(sdxl, hub_cach
     pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(copy)
     theirs = reference(pipe, 1, prompt="a red fox", num_inference_steps=2, height=16, width=16)
     assert (pixels(image) - theirs).abs().max() < TOLERANCE
+
+
+def test_sdxl_second_prompts_equal_diffusers(sdxl):
+    graph = Graph.from_pretrained(sdxl)
+    graph.set("prompt.prompt_2", ["the sea at night"])
+    graph.set("prompt.negative_prompt_2", "a photo")
+    ours = graph.execute(outputs=["image"], prompt="a red fox", negative_prompt="blurry", seed=3, steps=3,
+                         height=16, width=16)
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl)
+    theirs = reference(pipe, 3, prompt="a red fox", prompt_2="the sea at night", negative_prompt="blurry",
+                       negative_prompt_2="a photo", num_inference_steps=3, height=16, width=16)
+    plain = Graph.from_pretrained(sdxl).execute(outputs=["image"], prompt="a red fox", negative_prompt="blurry",
+                                                seed=3, steps=3, height=16, width=16)
+    assert (pixels(ours) - theirs).abs().max() < TOLERANCE
+    assert (pixels(plain) - theirs).abs().max() > 1e-3
