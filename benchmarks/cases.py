@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .harness import Case, Command, InProcess
-from .sides import digits, engine, ldm, models, ray_cluster, schedulers, unclip
+from .sides import digits, engine, ldm, models, ray_cluster, schedulers, stable_diffusion, unclip
 
 ROOT = Path(__file__).resolve().parents[1]
 DGRAPH = str(Path(sys.executable).parent / "dgraph")
@@ -76,6 +76,17 @@ CASES: list[Case] = [
          "dgraph graph vs UnCLIPPipeline (equal work)",
          InProcess(unclip.dgraph_side, label="dgraph graph"), InProcess(unclip.diffusers_side, label="diffusers pipeline"),
          goal=1.0, atol=1e-4, rounds=3, warmup=1, repeat=3, prepare=unclip.prepare),
+    Case("pipeline.sd_warm", f"Stable Diffusion 1.x-like text-to-image {stable_diffusion.SIZE}px, {stable_diffusion.STEPS} "
+         "PNDM steps, guidance: dgraph graph vs StableDiffusionPipeline (equal work; peak RSS in results.json)",
+         InProcess(stable_diffusion.dgraph_side, label="dgraph graph"),
+         InProcess(stable_diffusion.diffusers_side, label="diffusers pipeline"),
+         goal=1.0, atol=1e-4, rounds=3, warmup=1, repeat=3, prepare=stable_diffusion.prepare_sd),
+    Case("pipeline.sdxl_warm", f"SDXL-like text-to-image {stable_diffusion.SIZE}px, {stable_diffusion.STEPS} Euler "
+         "steps, two text encoders, guidance: dgraph graph vs StableDiffusionXLPipeline (equal work; peak RSS in "
+         "results.json)",
+         InProcess(stable_diffusion.dgraph_side, label="dgraph graph"),
+         InProcess(stable_diffusion.diffusers_side, {"xl": True}, label="diffusers pipeline"),
+         goal=1.0, atol=1e-4, rounds=3, warmup=1, repeat=3, prepare=stable_diffusion.prepare_sdxl),
     # ---- models and schedulers ------------------------------------------------------------------------
     Case("model.unet_load_forward", "92 M-parameter conditioned UNet: from_pretrained + first forward",
          InProcess(models.load_and_forward, {"library": "dgraph"}, label="dgraph"),

@@ -599,7 +599,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         text = export_cascade_text(stages)
     else:
         class_name, base, components = stages[0]
-        text = export_text(args.pipeline_class or class_name, base, components)
+        text = export_text(args.pipeline_class or class_name, base, components,
+                           chosen_class=bool(args.pipeline_class) and args.pipeline_class != class_name)
     if args.output:
         write_text_atomic(args.output, text)
     else:

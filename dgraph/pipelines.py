@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import cascades, unclip
+from . import cascades, stable_diffusion, unclip
 from .configuration import read_json
 from .errors import ConfigError, HubError, SourceError
 from .hub import Source, as_source, fetch_file
@@ -30,6 +30,7 @@ class _Parts:
 
     def __init__(self, base: str, components: dict[str, str | None]):
         self.base, self.components = base.rstrip("/"), components
+        self.settings = getattr(components, "settings", {})  # model_index.json's other values, when read
 
     def __getitem__(self, name: str) -> str:
         if name not in self.components:
@@ -294,6 +295,16 @@ RECIPES: dict[str, PipelineRecipe] = {
     "PixArtAlphaPipeline": PipelineRecipe(_pixart, "PixArt-α (Chen et al. 2023): text-to-image from a diffusion "
                                                    "transformer cross-attending to T5 text states, DPM-Solver++ with "
                                                    "classifier-free guidance, then the KL VAE, from {repo}."),
+    "StableDiffusionPipeline": PipelineRecipe(stable_diffusion.sd_text_to_image, stable_diffusion.HEADERS["sd"]),
+    "StableDiffusionImg2ImgPipeline": PipelineRecipe(stable_diffusion.sd_image_to_image,
+                                                     stable_diffusion.HEADERS["sd_img2img"]),
+    "StableDiffusionInpaintPipeline": PipelineRecipe(stable_diffusion.sd_inpainting,
+                                                     stable_diffusion.HEADERS["sd_inpaint"]),
+    "StableDiffusionXLPipeline": PipelineRecipe(stable_diffusion.sdxl_text_to_image, stable_diffusion.HEADERS["sdxl"]),
+    "StableDiffusionXLImg2ImgPipeline": PipelineRecipe(stable_diffusion.sdxl_image_to_image,
+                                                       stable_diffusion.HEADERS["sdxl_img2img"]),
+    "StableDiffusionXLInpaintPipeline": PipelineRecipe(stable_diffusion.sdxl_inpainting,
+                                                       stable_diffusion.HEADERS["sdxl_inpaint"]),
     "AudioLDMPipeline": PipelineRecipe(_audioldm, "AudioLDM (Liu et al. 2023): text -> CLAP text embedding -> UNet "
                                                   "conditioned through its class embedding, in a DDIM loop with "
                                                   "classifier-free guidance -> the KL autoencoder's mel (16 kHz, 64 "
@@ -301,6 +312,15 @@ RECIPES: dict[str, PipelineRecipe] = {
     "UnCLIPPipeline": PipelineRecipe(unclip.text_to_image, unclip.TEXT_TO_IMAGE_HEADER),
     "UnCLIPImageVariationPipeline": PipelineRecipe(unclip.image_variation, unclip.IMAGE_VARIATION_HEADER),
 }
+
+
+class Components(dict):
+    """Component name -> subfolder (None: the repo root), with model_index.json's other values as `settings`
+    (e.g. SDXL's force_zeros_for_empty_prompt); a plain dict works where there are none."""
+
+    def __init__(self, folders: dict[str, str | None], settings: dict[str, Any] | None = None):
+        super().__init__(folders)
+        self.settings = settings or {}
 
 
 def _component_folders(source: Source, index: dict[str, Any]) -> dict[str, str | None]:
@@ -318,7 +338,9 @@ def _component_folders(source: Source, index: dict[str, Any]) -> dict[str, str |
         except (HubError, SourceError):
             present = False
         found[name] = name if present else None
-    return found
+    settings = {name: value for name, value in index.items()
+                if not name.startswith("_") and not isinstance(value, (list, dict))}
+    return Components(found, settings)
 
 
 def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:
@@ -330,7 +352,9 @@ def read_pipeline(pretrained: str) -> tuple[str, dict[str, str | None], Source]:
 
 def cascade_workflow(stages: list[tuple[str, str, dict[str, str | None]]]) -> dict[str, Any]:
     """One cascade workflow from stages [(pipeline class name, base, component folders), ...]
-    (see `cascades.cascade_workflow`)."""
+    (see `cascades.cascade_workflow`; SDXL base then refiner: `stable_diffusion.sdxl_base_and_refiner`)."""
+    if _is_sdxl_pair(stages):
+        return stable_diffusion.sdxl_base_and_refiner(*(_Parts(base, components) for _, base, components in stages))
     return cascades.cascade_workflow([(name, base, _Parts(base, components)) for name, base, components in stages])
 
 
@@ -380,6 +404,7 @@ DOWNLOADS = {
 }
 
 DOWNLOADS.update(unclip.DOWNLOADS)
+DOWNLOADS.update(stable_diffusion.DOWNLOADS)
 DOWNLOADS["stabilityai/stable-diffusion-x4-upscaler"] = (
     "Downloads stabilityai/stable-diffusion-x4-upscaler: its UNet, CLIP text encoder and 4x VAE, and its two "
     "scheduler configs (DDIM for sampling, DDPM for noising the input).")
@@ -412,17 +437,24 @@ def _with_header(paragraphs: list[str], command: str, workflow: dict[str, Any]) 
     return "\n".join(lines) + "\n" + dump_text(workflow)
 
 
-def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None) -> str:
-    """The workflow as YAML text with a header comment saying what it makes and what it downloads."""
+def export_text(class_name: str, base: str, components: dict[str, str | None], downloads: str | None = None,
+                chosen_class: bool = False) -> str:
+    """The workflow as YAML text with a header comment saying what it makes and what it downloads.
+    `chosen_class`: the class was asked for (--pipeline-class), not read from the repo; the header says so."""
     header = RECIPES[class_name].header.format(repo=base)
     workflow = pipeline_workflow(class_name, base, components)
-    return _with_header([header, _downloads(base) if downloads is None else downloads], f"dgraph export {base}",
-                        workflow)
+    command = f"dgraph export {base}" + (f" --pipeline-class {class_name}" if chosen_class else "")
+    return _with_header([header, _downloads(base) if downloads is None else downloads], command, workflow)
 
 
 def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) -> str:
     """A cascade (`cascade_workflow`) as YAML text, its header naming each stage and what it downloads."""
     workflow = cascade_workflow(stages)
+    if _is_sdxl_pair(stages):
+        (_, base, _), (_, refiner, _) = stages
+        paragraphs = [stable_diffusion.BASE_AND_REFINER.format(base=base, refiner=refiner), _downloads(base),
+                      stable_diffusion.REFINER_PART.format(refiner=refiner), stable_diffusion.REFINER_MEMORY]
+        return _with_header(paragraphs, f"dgraph export {base} {refiner}", workflow)
     paragraphs = [f"Imagen (Saharia et al. 2022) as a cascade of {len(stages)} stages. DeepFloyd IF's stages share "
                   f"one T5 text encoding; each later stage enlarges the image before it, noise-augmented "
                   f"(--stageK_noise_level sets how strongly)."]
@@ -432,6 +464,10 @@ def export_cascade_text(stages: list[tuple[str, str, dict[str, str | None]]]) ->
     paragraphs += [MEMORY.get(tuple(_repo(base) for _, base, _ in stages), "")]
     command = "dgraph export " + " ".join(base for _, base, _ in stages)
     return _with_header(paragraphs, command, workflow)
+
+
+def _is_sdxl_pair(stages: list[tuple[str, str, Any]]) -> bool:
+    return [name for name, _, _ in stages] == ["StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"]
 
 
 def _repo(base: str) -> str:

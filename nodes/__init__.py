@@ -11,8 +11,8 @@ from dgraph.node import spec_of
 
 # One module per concern; each holds node functions only.
 MODULES = ("nodes.basic", "nodes.tensor", "nodes.image", "nodes.schedulers", "nodes.sampling", "nodes.models", "nodes.text",
-           "nodes.conditioning", "nodes.super_resolution", "nodes.audio", "nodes.audio_generation", "nodes.clip",
-           "nodes.unclip", "nodes.glide")
+           "nodes.conditioning", "nodes.super_resolution", "nodes.image_to_image", "nodes.audio",
+           "nodes.audio_generation", "nodes.clip", "nodes.unclip", "nodes.glide")
 
 
 def catalogue() -> list:

@@ -94,7 +94,7 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
                 strength: Optional[Annotated[float, Field(gt=0, le=1)]] = None,
                 denoising_start: Optional[Annotated[float, Field(gt=0, lt=1)]] = None,
                 denoising_end: Optional[Annotated[float, Field(gt=0, lt=1)]] = None,
-                final_denoiser: Optional[Denoiser] = None) -> Latent:
+                final_denoiser: Optional[Denoiser] = None, mask: Optional[Latent] = None) -> Latent:
     """Progress is reported per step; a cancellation takes effect between two steps.
 
     The run options (eta ... order) are those the scheduler families declare (`run_options`); one a
@@ -118,6 +118,8 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     denoising_start: continue noisy latents from this fraction of the denoising (the SDXL refiner), in (0, 1)
     denoising_end: stop at this fraction of the denoising and return the noisy latents (the SDXL base), in (0, 1)
     final_denoiser: makes the last step's prediction instead of `denoiser` (unCLIP's super_res_last)
+    mask: inpainting with a network that does not read the mask: the latent-size mask (latent.blend_mask; 1 =
+        repaint); after each step the rest is the image noised to the next step
     """
     given = dict(eta=eta, use_clipped_model_output=use_clipped_model_output, s_churn=s_churn, s_tmin=s_tmin,
                  s_tmax=s_tmax, s_noise=s_noise, order=order, respacing=respacing)
@@ -148,8 +150,10 @@ def sample_loop(ctx: Context, denoiser: Denoiser, scheduler: Scheduler, latents:
     else:  # drawn first from the node's generator, then its stochastic steps draw on, as diffusers' img2img does
         noise = torch.randn(image.tensor.shape, generator=generator, dtype=torch.float32)
         noise = noise.to(image.tensor.device, image.tensor.dtype)
+    if mask is not None and image is None:
+        raise DgraphError("sample.loop: an inpainting mask keeps part of an image: link `image:` to its latents")
     result = sample(denoiser, run, noise, generator=generator, callback=ctx.progress, clamp=clamp, image=start,
-                    final_denoiser=final_denoiser)
+                    mask=mask.tensor if mask is not None else None, final_denoiser=final_denoiser)
     return Latent(result, scaling_factor=like.scaling_factor, autoencoder=like.autoencoder)
 
 

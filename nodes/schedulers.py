@@ -10,7 +10,8 @@ from pydantic import Field
 from dgraph.node import Context, node
 from dgraph.schedulers import (DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
                                EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
-                               LMSDiscreteScheduler, PNDMScheduler, UnCLIPScheduler, UniPCMultistepScheduler)
+                               LMSDiscreteScheduler, PNDMScheduler, UnCLIPScheduler, UniPCMultistepScheduler,
+                               load_scheduler)
 from dgraph.schedulers.base import Scheduler as SchedulerBase
 from dgraph.types import Scheduler, Source
 
@@ -121,3 +122,13 @@ def scheduler_unclip(ctx: Context, config: Optional[Source] = None,
     return build_scheduler(UnCLIPScheduler, ctx, config, dict(
         num_train_timesteps=num_train_timesteps, variance_type=variance_type, clip_sample=clip_sample,
         clip_sample_range=clip_sample_range, prediction_type=prediction_type))
+
+
+@node("load.scheduler", description="Load the scheduler a scheduler_config.json names (its _class_name).")
+def load_scheduler_node(ctx: Context, config: Source) -> Scheduler:
+    """A pipeline's own sampler, whichever family it is (PNDM for SD 1.x, Euler for SDXL, ...); to swap it,
+    use the family's node (scheduler.euler, ...) with the same config.
+
+    config: a scheduler_config.json source (folder, hf://repo/scheduler@rev, pkg://...)
+    """
+    return load_scheduler(ctx.resolve_source(config))

@@ -6,14 +6,16 @@ from typing import Annotated, Literal, NamedTuple, Optional
 import torch
 from pydantic import Field
 
+from dgraph.errors import DgraphError
 from dgraph.models.auto import DTYPES
 from dgraph.node import Context, node
-from dgraph.text import embed, encode, load_text_encoder, load_tokenizer, tokenize
+from dgraph.text import embed, encode, encode_clip, encode_sdxl, load_text_encoder, load_tokenizer, tokenize
 from dgraph.text.tokenizers import TokenBatch
 from dgraph.types import Source, TextEmbedding, TextEncoder, Tokenizer, Tokens
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 MaxLength = Optional[Annotated[int, Field(ge=1, le=4096)]]
+ClipSkip = Annotated[int, Field(ge=0, le=48)]
 
 
 @node("load.tokenizer", description="Load a tokenizer (CLIP, T5, BERT family...) from a folder, hf:// or pkg://.")
@@ -54,12 +56,17 @@ class PromptEmbeddings(NamedTuple):
 
 @node("text.encode_prompt", description="Encode prompts and their negative (or empty) prompts for guidance.")
 def encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[str],
-                  negative_prompt: str = "", max_length: MaxLength = None, lowercase: bool = False) -> PromptEmbeddings:
-    """Both branches are padded to the same length, so they batch into one forward pass.
+                  negative_prompt: str = "", max_length: MaxLength = None, lowercase: bool = False,
+                  clip_skip: ClipSkip = 0) -> PromptEmbeddings:
+    """Both branches are padded to the same length, so they batch into one forward pass. Texts longer
+    than max_length are cut there (as diffusers' pipelines cut at CLIP's 77 tokens), with a warning.
 
     prompt: one prompt or a list of prompts
     negative_prompt: what to steer away from ("" gives the plain unconditional branch)
+    max_length: pad/truncate to this many tokens (default: the tokenizer's own limit)
     lowercase: lower-case and strip every text first (as DeepFloyd IF's and PixArt-α's pipelines do)
+    clip_skip: CLIP only: take the states this many layers before the last, through the final layer norm
+        (diffusers' clip_skip; 1 is the penultimate layer); applied to both branches
     """
     prompts = list(prompt)
     texts = prompts + [negative_prompt] * len(prompts)
@@ -67,7 +74,11 @@ def encode_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[
         texts = [text.lower().strip() for text in texts]
     batch = tokenize(tokenizer, texts, max_length=max_length)
     with torch.no_grad():
-        hidden, mask = encode(text_encoder, batch)
+        if clip_skip:
+            hidden, _ = encode_clip(text_encoder, batch, layers_back=clip_skip)
+            mask = batch.attention_mask.to(hidden.device)
+        else:
+            hidden, mask = encode(text_encoder, batch)
     n, name = len(prompts), type(text_encoder).__name__
     return PromptEmbeddings(TextEmbedding(hidden[:n], mask[:n], encoder=name),
                             TextEmbedding(hidden[n:], mask[n:], encoder=name))
@@ -89,3 +100,51 @@ def embed_prompt(tokenizer: Tokenizer, text_encoder: TextEncoder, prompt: list[s
     n, name = len(prompts), type(text_encoder).__name__
     return PromptEmbeddings(TextEmbedding(vectors[:n, None], pooled=vectors[:n], encoder=name),
                             TextEmbedding(vectors[n:, None], pooled=vectors[n:], encoder=name))
+
+
+@node("text.encode_prompt_sdxl", description="SDXL's prompt encoding: two CLIP encoders' penultimate states joined, "
+                                            "the pooled embedding from the second.")
+def encode_prompt_sdxl(tokenizer_2: Tokenizer, text_encoder_2: TextEncoder, prompt: list[str],
+                       tokenizer: Optional[Tokenizer] = None, text_encoder: Optional[TextEncoder] = None,
+                       negative_prompt: str = "", zero_empty_negative: bool = True,
+                       clip_skip: ClipSkip = 0, prompt_2: Optional[list[str]] = None,
+                       negative_prompt_2: Optional[str] = None) -> PromptEmbeddings:
+    """Each TextEmbedding carries the pooled vector (the UNet's `text_embeds`). Prompts longer than 77 tokens
+    are cut there, with a warning, as diffusers does.
+
+    tokenizer_2: the second tokenizer (OpenCLIP bigG's)
+    text_encoder_2: the second encoder, a CLIPTextModelWithProjection (the pooled vector comes from it)
+    tokenizer: the first tokenizer (absent for the refiner, which has only the second encoder)
+    text_encoder: the first encoder (CLIP ViT-L)
+    negative_prompt: what to steer away from
+    zero_empty_negative: an empty negative prompt gives zero states and a zero pooled vector
+        (the pipeline's force_zeros_for_empty_prompt, set for SDXL base)
+    clip_skip: go this many layers further back than the penultimate (diffusers' clip_skip); both branches
+    prompt_2: what the second encoder reads instead of the prompt (default: the prompt), one per prompt;
+        a pipeline with one encoder (the refiner) reads the prompt
+    negative_prompt_2: what the second encoder reads instead of the negative prompt (default: it)
+    """
+    if (tokenizer is None) != (text_encoder is None):
+        raise DgraphError("text.encode_prompt_sdxl: give the first tokenizer and the first text encoder together, "
+                          "or neither (the refiner has only the second)")
+    encoders = ([(tokenizer, text_encoder)] if tokenizer is not None else []) + [(tokenizer_2, text_encoder_2)]
+    prompts = list(prompt)
+    seconds = list(prompt_2) if prompt_2 else prompts
+    if len(seconds) != len(prompts):
+        raise DgraphError(f"text.encode_prompt_sdxl: {len(prompts)} prompts but {len(seconds)} prompt_2 texts; "
+                          f"give one prompt_2 per prompt")
+    negative_2 = negative_prompt if negative_prompt_2 is None else negative_prompt_2
+    zeros = zero_empty_negative and negative_prompt == "" and negative_2 == ""
+    firsts = prompts if zeros else prompts + [negative_prompt] * len(prompts)
+    seconds = seconds if zeros else seconds + [negative_2] * len(prompts)
+    # The refiner has the second encoder only, and it reads the prompt (diffusers pairs prompts with encoders).
+    texts = [firsts, seconds][:len(encoders)]
+    with torch.no_grad():
+        hidden, pooled, mask = encode_sdxl(encoders, texts, clip_skip)
+    n, name = len(prompts), type(text_encoder_2).__name__
+    mask = mask.to(hidden.device)
+    if zeros:
+        uncond = TextEmbedding(torch.zeros_like(hidden), mask, torch.zeros_like(pooled), encoder=name)
+    else:
+        uncond = TextEmbedding(hidden[n:], mask[n:], pooled[n:], encoder=name)
+    return PromptEmbeddings(TextEmbedding(hidden[:n], mask[:n], pooled[:n], encoder=name), uncond)

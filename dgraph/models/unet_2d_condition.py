@@ -4,7 +4,8 @@ and DeepFloyd IF's pixel-space stages.
 Every resolution has resnets and, in its "CrossAttn" blocks, spatial transformers whose cross-attention
 reads `encoder_hidden_states` (the text encoding); IF's "SimpleCrossAttn" blocks instead put the projected
 text into the keys and values of the image's self-attention, resample with resnets, and add the pooled
-text to the time embedding (`addition_embed_type="text"`). Config keys and state-dict keys are diffusers'.
+text to the time embedding (`addition_embed_type="text"`). SDXL adds its pooled text and size/crop ids
+(`addition_embed_type="text_time"`, through `added_cond_kwargs`). Config keys and state-dict keys are diffusers'.
 Config keys of features this class does not implement are accepted at their neutral values (so configs
 round-trip unchanged) and refused with a ConfigError otherwise.
 """
@@ -58,7 +59,9 @@ class UNet2DConditionModel(ModelMixin):
 
     # What a sampling loop's denoiser may pass. No context mask: the LDM and Stable Diffusion UNets were
     # trained on all tokens of the padded prompt, and diffusers' pipelines pass none either.
-    conditioning: ClassVar[dict[str, str]] = {"context": "encoder_hidden_states", "class_labels": "class_labels"}
+    # SDXL's UNets (addition_embed_type "text_time") also take "added": text_embeds and time_ids.
+    conditioning: ClassVar[dict[str, str]] = {"context": "encoder_hidden_states", "class_labels": "class_labels",
+                                              "added": "added_cond_kwargs"}
 
     @register_to_config
     def __init__(self, sample_size: int | tuple[int, int] | None = None, in_channels: int = 4, out_channels: int = 4,
@@ -109,9 +112,13 @@ class UNet2DConditionModel(ModelMixin):
         for key, (value, neutral) in unsupported.items():
             if value != neutral:
                 raise ConfigError(f"{name}: {key}={value!r} is not supported (only {neutral!r})")
-        if addition_embed_type not in (None, "text"):
+        if addition_embed_type not in (None, "text", "text_time"):
             raise ConfigError(f"{name}: addition_embed_type={addition_embed_type!r} is not supported "
-                              f"(only null or 'text')")
+                              f"(only null, 'text' or 'text_time')")
+        if addition_embed_type == "text_time" and (addition_time_embed_dim is None
+                                                   or projection_class_embeddings_input_dim is None):
+            raise ConfigError(f"{name}: addition_embed_type 'text_time' needs addition_time_embed_dim and "
+                              f"projection_class_embeddings_input_dim")
         if cross_attention_norm not in (None, "group_norm", "layer_norm"):
             raise ConfigError(f"{name}: cross_attention_norm={cross_attention_norm!r} is not supported; "
                               f"use null, 'group_norm' or 'layer_norm'")
@@ -144,6 +151,12 @@ class UNet2DConditionModel(ModelMixin):
         self.add_embedding = (TextTimeEmbedding(encoder_hid_dim or cross_dims[0], time_embed_dim,
                                                 addition_embed_type_num_heads)
                               if addition_embed_type == "text" else None)
+        if addition_embed_type == "text_time":
+            # SDXL: each size/crop id gets sinusoidal features; with the pooled text they join the time embedding.
+            self.add_time_proj = Timesteps(addition_time_embed_dim, flip_sin_to_cos, freq_shift)
+            self.add_embedding = TimestepEmbedding(projection_class_embeddings_input_dim, time_embed_dim)
+        else:
+            self.conditioning = {k: v for k, v in type(self).conditioning.items() if k != "added"}
         self.class_embedding = self._class_embedding(class_embed_type, num_class_embeds, act_fn, channels[0],
                                                      time_embed_dim, projection_class_embeddings_input_dim)
         self.time_embed_act = activation(time_embedding_act_fn) if time_embedding_act_fn is not None else None
@@ -222,6 +235,14 @@ class UNet2DConditionModel(ModelMixin):
         self.conv_act = activation(act_fn)
         self.conv_out = nn.Conv2d(channels[0], out_channels, conv_out_kernel, padding=(conv_out_kernel - 1) // 2)
 
+    def _text_time_embedding(self, added: dict[str, torch.Tensor] | None, dtype: torch.dtype) -> torch.Tensor:
+        if not added or "text_embeds" not in added or "time_ids" not in added:
+            raise ValueError("this UNet (addition_embed_type 'text_time', SDXL) needs added_cond_kwargs with "
+                             "'text_embeds' and 'time_ids'")
+        text_embeds, time_ids = added["text_embeds"], added["time_ids"]
+        time_embeds = self.add_time_proj(time_ids.flatten()).reshape(text_embeds.shape[0], -1)
+        return self.add_embedding(torch.cat([text_embeds, time_embeds], dim=-1).to(dtype))
+
     @staticmethod
     def _class_embedding(kind: str | None, num_class_embeds: int | None, act_fn: str, timestep_dim: int,
                          time_embed_dim: int, projection_dim: int | None) -> nn.Module | None:
@@ -240,10 +261,13 @@ class UNet2DConditionModel(ModelMixin):
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 encoder_hidden_states: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
                 timestep_cond: torch.Tensor | None = None,
-                encoder_attention_mask: torch.Tensor | None = None, return_dict: bool = True) -> ModelOutput | tuple:
+                encoder_attention_mask: torch.Tensor | None = None,
+                added_cond_kwargs: dict[str, torch.Tensor] | None = None, return_dict: bool = True) -> ModelOutput | tuple:
         """sample: (B, C, H, W) latents; timestep: a number, scalar or (B,) tensor; encoder_hidden_states:
         (B, S, cross_attention_dim), or None where the attention blocks attend to the image alone (AudioLDM,
-        conditioned through class_labels); encoder_attention_mask: optional (B, S) with 1 for tokens to attend to.
+        conditioned through class_labels); encoder_attention_mask: optional (B, S) with 1 for tokens to attend to;
+        added_cond_kwargs: for addition_embed_type "text_time" (SDXL), "text_embeds" (B, D) pooled text and
+        "time_ids" (B, N) size/crop ids.
         Returns the (B, out_channels, H, W) prediction as `.sample` (a 1-tuple with return_dict=False)."""
         # Sizes that do not halve evenly are restored exactly on the way up.
         factor = 2 ** self.num_upsamplers
@@ -261,7 +285,9 @@ class UNet2DConditionModel(ModelMixin):
                 class_labels = self.time_proj(class_labels).to(sample.dtype)
             class_emb = self.class_embedding(class_labels).to(sample.dtype)
             emb = torch.cat([emb, class_emb], dim=-1) if self.config.class_embeddings_concat else emb + class_emb
-        if self.add_embedding is not None:
+        if self.config.addition_embed_type == "text_time":
+            emb = emb + self._text_time_embedding(added_cond_kwargs, emb.dtype)
+        elif self.add_embedding is not None:
             emb = emb + self.add_embedding(encoder_hidden_states)
         if self.time_embed_act is not None:
             emb = self.time_embed_act(emb)

@@ -8,13 +8,15 @@ from .denoisers import (CONDITIONING_KINDS, ClassifierFreeGuidance, DynamicThres
                         VocoderDenoiser, network_conditioning)
 from .clip_guidance import CLIPGradient, NoisedCLIP, load_noised_clip
 from .gradient_guidance import ClassifierGradient, GradientGuidance, GuidanceWrapper, guidance_hooks
-from .inpainting import KnownRegion
+from .inpainting import KnownRegion, binary_mask, inpainting_condition, latent_mask, masked_image
 from .loop import sample
+from .sdxl_conditioning import text_time_conditions
 from .super_resolution import ImageConditionedDenoiser, noise_augment
 from .unclip import DecoderDenoiser, decoder_conditioning, upscale
 
-__all__ = ["ClassifierFreeGuidance", "ClassifierGradient", "CLIPGradient", "CONDITIONING_KINDS",
-           "decoder_conditioning", "DecoderDenoiser", "DynamicThresholding", "GradientGuidance",
-           "guidance_hooks", "GuidanceWrapper", "ImageConditionedDenoiser", "KnownRegion",
-           "load_noised_clip", "ModelDenoiser", "network_conditioning", "noise_augment", "NoisedCLIP",
-           "sample", "upscale", "VocoderDenoiser"]
+__all__ = ["binary_mask", "ClassifierFreeGuidance", "ClassifierGradient", "CLIPGradient",
+           "CONDITIONING_KINDS", "decoder_conditioning", "DecoderDenoiser", "DynamicThresholding",
+           "GradientGuidance", "guidance_hooks", "GuidanceWrapper", "ImageConditionedDenoiser",
+           "inpainting_condition", "KnownRegion", "latent_mask", "load_noised_clip", "masked_image",
+           "ModelDenoiser", "network_conditioning", "noise_augment", "NoisedCLIP", "sample",
+           "text_time_conditions", "upscale", "VocoderDenoiser"]

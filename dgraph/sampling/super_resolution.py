@@ -37,8 +37,8 @@ class ImageConditionedDenoiser(ModelDenoiser):
 
     def __init__(self, model: nn.Module, image: torch.Tensor, context: torch.Tensor | None = None,
                  context_mask: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
-                 compile: str | None = None):
-        super().__init__(model, context, context_mask, class_labels, compile=compile)
+                 compile: str | None = None, *, added: dict[str, torch.Tensor] | None = None):
+        super().__init__(model, context, context_mask, class_labels, compile=compile, added=added)
         self.image = image
 
     def with_image(self, x: torch.Tensor) -> torch.Tensor:

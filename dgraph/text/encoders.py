@@ -6,7 +6,8 @@ BERT family (RoBERTa, ...) come from transformers.
 Every family gives the same thing: the last hidden state, (batch, length, width), and the attention
 mask of the tokens. For CLIP that is the output of the final layer norm, as Stable Diffusion uses it.
 `embed` gives the one projected, unit-length vector per text of the encoders that have a projection
-(CLAP's, which conditions AudioLDM).
+(CLAP's, which conditions AudioLDM). `encode_clip` reads an earlier layer of a CLIP text encoder and its
+pooled vector, as Stable Diffusion's `clip_skip` and SDXL's two encoders use them.
 """
 from __future__ import annotations
 
@@ -191,6 +192,37 @@ def embed(text_encoder: nn.Module, tokens: TokenBatch) -> torch.Tensor:
     device = next(text_encoder.parameters()).device
     output = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device))
     return torch.nn.functional.normalize(output.text_embeds, dim=-1)
+
+
+@torch.no_grad()
+def encode_clip(text_encoder: nn.Module, tokens: TokenBatch, layers_back: int = 0,
+                final_norm: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(hidden states (batch, length, width), pooled (batch, dim) or None) of a CLIP text encoder.
+
+    `layers_back` counts layers back from the last: 0 is the last layer, 1 the penultimate (diffusers'
+    `clip_skip` for Stable Diffusion 1.x/2.x; SDXL reads `clip_skip + 1` layers back). `final_norm` passes
+    an earlier layer through the encoder's final layer norm, as Stable Diffusion's pipelines do; SDXL takes
+    the raw state. The pooled vector is CLIPTextModelWithProjection's projected `text_embeds` (SDXL's second
+    encoder), None for an encoder without a projection.
+    """
+    if layers_back < 0:
+        raise ConfigError(f"layers_back must be 0 or more, got {layers_back}")
+    model = getattr(text_encoder, "text_model", text_encoder)
+    layers = getattr(getattr(model, "encoder", None), "layers", None)
+    if layers is None or not hasattr(model, "final_layer_norm"):
+        raise ConfigError(f"{type(text_encoder).__name__} is not a CLIP text encoder; clip_skip and SDXL's "
+                          f"hidden states need one (CLIPTextModel or CLIPTextModelWithProjection)")
+    if layers_back >= len(layers):
+        raise ConfigError(f"cannot go {layers_back} layers back in a CLIP text encoder of {len(layers)} layers")
+    device = next(text_encoder.parameters()).device
+    mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
+    output = text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask, output_hidden_states=True)
+    # hidden_states holds the embeddings then every layer's output; the last is before the final norm.
+    hidden = output.hidden_states[-1 - layers_back]
+    if final_norm:
+        hidden = model.final_layer_norm(hidden)
+    pooled = getattr(output, "text_embeds", None)
+    return hidden, pooled
 
 
 class TextEncoder:

@@ -5,6 +5,7 @@ through transformers.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from ..hub import Source
 from .files import TOKENIZER_FILES, local_folder, resolve_source
 from .tokenizer_file import NATIVE_CLASSES, FileTokenizer
 from .imports import TRANSFORMERS_LOCK
+
+logger = logging.getLogger("dgraph")
 
 # transformers' stand-in for "no limit" (int(1e30)); anything this large means the tokenizer has no max length.
 _UNBOUNDED = 10**9
@@ -69,7 +72,8 @@ def tokenize(tokenizer, texts: str | list[str], max_length: int | None = None, p
     padding="max_length" pads every text to `max_length` (what diffusion models were trained with,
     e.g. 77 for CLIP and LDM-BERT); padding="longest" pads to the longest text of the batch.
     `max_length` defaults to the tokenizer's own limit. With `truncation` texts longer than
-    `max_length` are cut (special tokens kept); without it they raise.
+    `max_length` are cut (special tokens kept), as diffusers' pipelines cut prompts at CLIP's 77 tokens,
+    and a warning names the words dropped; without it they raise.
     An empty prompt "" gives the tokenizer's special tokens only (the unconditional branch of guidance).
     """
     if isinstance(texts, str):
@@ -89,8 +93,26 @@ def tokenize(tokenizer, texts: str | list[str], max_length: int | None = None, p
         raise ConfigError(f"tokenize: max_length must be at least 1, got {max_length}")
     batch = tokenizer(list(texts), padding=padding, max_length=max_length, truncation=truncation,
                       return_tensors="pt")
+    if truncation and max_length is not None:
+        _warn_if_cut(tokenizer, texts, batch["attention_mask"], max_length)
     if not truncation and max_length is not None and batch["input_ids"].shape[1] > max_length:
         longest = int(batch["attention_mask"].sum(dim=1).max())
         raise ConfigError(f"tokenize: a text is {longest} tokens long, more than max_length={max_length}; "
                           f"shorten it, raise max_length, or allow truncation")
     return TokenBatch(batch["input_ids"].long(), batch["attention_mask"].long())
+
+
+def _warn_if_cut(tokenizer, texts: list[str], mask: torch.Tensor, max_length: int) -> None:
+    """Log the words a cut to `max_length` dropped (only texts that fill every position can have been cut)."""
+    full = [text for text, row in zip(texts, mask) if int(row.sum()) >= max_length]
+    if not full:
+        return
+    for text in full:
+        quiet = {} if isinstance(tokenizer, FileTokenizer) else {"verbose": False}  # our warning says it better
+        whole = tokenizer([text], padding="longest", max_length=None, truncation=False, return_tensors="pt", **quiet)
+        ids = whole["input_ids"][0][whole["attention_mask"][0].bool()].tolist()
+        if len(ids) > max_length:
+            # The cut keeps the end-of-text token; what it dropped sits before the last one.
+            decode = getattr(tokenizer, "decode", None) or tokenizer.backend.decode
+            logger.warning("a text of %d tokens was cut to %d; dropped: %r", len(ids), max_length,
+                           decode(ids[max_length - 1:-1]).strip())

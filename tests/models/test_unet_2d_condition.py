@@ -21,6 +21,13 @@ SD2_LIKE = dict(SD1_LIKE, attention_head_dim=[2, 4], use_linear_projection=True,
                 layers_per_block=[1, 2], transformer_layers_per_block=[1, 2], flip_sin_to_cos=False, freq_shift=1,
                 only_cross_attention=[True, False], down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+# SDXL layout: a first block without attention, linear projections, deeper transformer stacks further down,
+# and the pooled text with six size/crop ids added to the time embedding ("text_time").
+SDXL_LIKE = dict(SD1_LIKE, block_out_channels=(8, 16, 16), attention_head_dim=[2, 2, 4], use_linear_projection=True,
+                 transformer_layers_per_block=[1, 1, 2], layers_per_block=2,
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 addition_embed_type="text_time", addition_time_embed_dim=4, projection_class_embeddings_input_dim=30)
 # Class embeddings concatenated, an activation on the time embedding, a timestep condition, no mid block.
 EXTRAS = dict(SD1_LIKE, class_embed_type="timestep", class_embeddings_concat=True, time_embedding_act_fn="silu",
               time_cond_proj_dim=6, mid_block_type=None, conv_in_kernel=1, conv_out_kernel=1)
@@ -33,6 +40,12 @@ SD15 = dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=[3
 SD21 = dict(SD15, sample_size=96, attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024,
             use_linear_projection=True, upcast_attention=True, dual_cross_attention=False)
 LDM_TEXT2IM = dict(SD15, sample_size=32, cross_attention_dim=1280)
+SDXL_BASE = dict(SD15, sample_size=128, block_out_channels=[320, 640, 1280], attention_head_dim=[5, 10, 20],
+                 cross_attention_dim=2048, use_linear_projection=True, transformer_layers_per_block=[1, 2, 10],
+                 down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                 up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                 addition_embed_type="text_time", addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=2816)
 
 
 def inputs(config: dict, height: int = 8, width: int = 8, seed: int = 3, mask: bool = True) -> dict:
@@ -43,12 +56,16 @@ def inputs(config: dict, height: int = 8, width: int = 8, seed: int = 3, mask: b
         values["encoder_attention_mask"] = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     if config.get("class_embed_type") == "timestep":
         values["class_labels"] = torch.tensor([3, 400])
+    if config.get("addition_embed_type") == "text_time":  # 6 ids, and a pooled text of the remaining width
+        width = config["projection_class_embeddings_input_dim"] - 6 * config["addition_time_embed_dim"]
+        values["added_cond_kwargs"] = {"text_embeds": torch.randn(2, width, generator=generator),
+                                       "time_ids": torch.tensor([[64.0, 48, 0, 8, 64, 64], [32, 32, 4, 0, 40, 24]])}
     if config.get("time_cond_proj_dim"):
         values["timestep_cond"] = torch.randn(2, config["time_cond_proj_dim"], generator=generator)
     return values
 
 
-@pytest.mark.parametrize("config", [SD1_LIKE, SD2_LIKE, EXTRAS], ids=["sd1", "sd2", "extras"])
+@pytest.mark.parametrize("config", [SD1_LIKE, SD2_LIKE, SDXL_LIKE, EXTRAS], ids=["sd1", "sd2", "sdxl", "extras"])
 def test_parity_with_diffusers(config, tmp_path):
     assert_parity(check_parity(diffusers.UNet2DConditionModel, UNet2DConditionModel, config, inputs(config),
                                tmp_path))
@@ -67,7 +84,8 @@ def test_sizes_that_do_not_halve_evenly(tmp_path):
         assert max_difference(ours(**values).sample, expected) < 1e-5
 
 
-@pytest.mark.parametrize("config", [SD15, SD21, LDM_TEXT2IM], ids=["sd-1.5", "sd-2.1", "ldm-text2im-large-256"])
+@pytest.mark.parametrize("config", [SD15, SD21, LDM_TEXT2IM, SDXL_BASE],
+                         ids=["sd-1.5", "sd-2.1", "ldm-text2im-large-256", "sdxl-base"])
 def test_published_configs_have_diffusers_keys_and_shapes(config):
     with torch.device("meta"):
         theirs = {k: tuple(v.shape) for k, v in diffusers.UNet2DConditionModel(**config).state_dict().items()}
@@ -91,9 +109,13 @@ def test_float16_weights_and_output(tmp_path):
 
 def test_unsupported_features_are_config_errors():
     with pytest.raises(ConfigError) as error:
+        UNet2DConditionModel(**dict(SD1_LIKE, addition_embed_type="image"))
+    assert str(error.value) == ("UNet2DConditionModel: addition_embed_type='image' is not supported "
+                                "(only null, 'text' or 'text_time')")
+    with pytest.raises(ConfigError) as error:
         UNet2DConditionModel(**dict(SD1_LIKE, addition_embed_type="text_time"))
-    assert str(error.value) == ("UNet2DConditionModel: addition_embed_type='text_time' is not supported "
-                                "(only null or 'text')")
+    assert str(error.value) == ("UNet2DConditionModel: addition_embed_type 'text_time' needs addition_time_embed_dim "
+                                "and projection_class_embeddings_input_dim")
     with pytest.raises(ConfigError) as error:
         UNet2DConditionModel(**dict(SD1_LIKE, attention_head_dim=[2, 2, 2]))
     assert str(error.value) == "UNet2DConditionModel: attention_head_dim lists 3 values for 2 down blocks"

@@ -85,7 +85,7 @@ def test_full_width_stage_i_layout_has_diffusers_keys_and_shapes():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("addition_embed_type", "text_time", "addition_embed_type='text_time' is not supported (only null or 'text')"),
+    ("addition_embed_type", "image", "addition_embed_type='image' is not supported (only null, 'text' or 'text_time')"),
     ("cross_attention_norm", "batch_norm", "cross_attention_norm='batch_norm' is not supported; use null, "
                                            "'group_norm' or 'layer_norm'"),
 ])

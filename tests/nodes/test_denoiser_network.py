@@ -73,8 +73,17 @@ def test_networks_declare_their_conditioning():
     assert network_conditioning(DiTTransformer2DModel(**DIT)) == {"class_labels": "class_labels"}
     assert network_conditioning(PixArtTransformer2DModel(**PIXART)) == {
         "context": "encoder_hidden_states", "context_mask": "encoder_attention_mask", "added": "added_cond_kwargs"}
+    # The class names every kind it can take (SDXL's text_time UNets take "added"); an instance its own.
     assert network_conditioning(UNet2DConditionModel.__new__(UNet2DConditionModel)) == {
+        "context": "encoder_hidden_states", "class_labels": "class_labels", "added": "added_cond_kwargs"}
+    small = dict(block_out_channels=(8, 8), norm_num_groups=4, layers_per_block=1, attention_head_dim=2,
+                 cross_attention_dim=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    assert network_conditioning(UNet2DConditionModel(**small)) == {
         "context": "encoder_hidden_states", "class_labels": "class_labels"}
+    sdxl = UNet2DConditionModel(**small, addition_embed_type="text_time", addition_time_embed_dim=2,
+                                projection_class_embeddings_input_dim=16)
+    assert network_conditioning(sdxl)["added"] == "added_cond_kwargs"
     assert network_conditioning(torch.nn.Linear(1, 1))["context"] == "encoder_hidden_states"  # UNet-style default
 
 

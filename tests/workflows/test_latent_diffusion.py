@@ -103,7 +103,10 @@ def test_unsupported_pipeline_names_it_and_the_supported_ones(tmp_path):
     assert str(caught.value) == (f"{tmp_path}: pipeline class 'StableCascadePipeline' has no graph in dgraph; "
                                  "supported: AudioLDMPipeline, DDIMPipeline, DDPMPipeline, DiTPipeline, IFPipeline, "
                                  "IFSuperResolutionPipeline, LDMPipeline, LDMTextToImagePipeline, PixArtAlphaPipeline, "
-                                 "StableDiffusionUpscalePipeline, UnCLIPImageVariationPipeline, UnCLIPPipeline")
+                                 "StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, "
+                                 "StableDiffusionPipeline, StableDiffusionUpscalePipeline, "
+                                 "StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline, "
+                                 "StableDiffusionXLPipeline, UnCLIPImageVariationPipeline, UnCLIPPipeline")
 
 
 @pytest.mark.parametrize("name, class_name, base, components", [
