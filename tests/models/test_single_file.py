@@ -18,8 +18,8 @@ from unet_parity import one_thread  # noqa: F401 (autouse: one intra-op thread k
 
 FAMILIES = {"sd1": ("sd1", False), "sd2": ("sd2", False), "sdxl": ("sdxl", False),
             "sdxl_refiner": ("sdxl_refiner", False), "sd1_inpainting": ("sd1", True)}
-# The dgraph UNet does not take SDXL's text_time conditioning (yet): its two UNets are checked as state
-# dicts and configs, with diffusers' UNet built from the config dgraph inferred.
+# SDXL's two UNets read text_time conditioning (added_cond_kwargs): they have a test of their own below,
+# which also builds diffusers' UNet from the config dgraph inferred.
 DGRAPH_UNETS = ("sd1", "sd2", "sd1_inpainting")
 
 
@@ -120,7 +120,12 @@ def test_sdxl_unet_maps_to_the_diffusers_weights_and_config(files, name):
     with torch.no_grad():
         ours = inferred(x, 10, context, added_cond_kwargs=added).sample
         theirs = layout.unet(x, 10, context, added_cond_kwargs=added).sample
+        unet = load_model(path, expect=("UNet2DModel", "UNet2DConditionModel"))
+        assert type(unet) is UNet2DConditionModel
+        assert_same_weights(unet.state_dict(), layout.unet.state_dict())
+        loaded = unet(x, 10, context, added_cond_kwargs=added).sample
     assert max_difference(ours, theirs) < 1e-5
+    assert max_difference(loaded, theirs) < 1e-5
     assert component.config["addition_time_embed_dim"] == 8
     assert component.config["transformer_layers_per_block"] == ([1, 1, 2] if name == "sdxl" else 2)
 
