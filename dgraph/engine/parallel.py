@@ -32,11 +32,10 @@ from ..node import CancelToken
 from .cache import value_digest
 from .events import Event, new_run, stamping
 from .executor import Executor, RunRequest, placement
+from .jobs import Job, job_graph
 from .lanes import Lane, carry, use_cpu_threads
 from .offload import offload
 from .task import RunState, Services, prepare, run_task
-
-Job = tuple[int, str]  # (item, node name)
 
 
 class _RunCancel(CancelToken):
@@ -132,19 +131,7 @@ class _Schedule:
     # ---- the driver loop ----------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
         emit = stamping(self.listener, self.run_id, -1, self.lock)  # "plan" and "done" belong to no item
-        order: dict[Job, int] = {}
-        waiting: dict[Job, int] = {}
-        children: dict[Job, list[Job]] = {}
-        for item, request in enumerate(self.requests):
-            for index, name in enumerate(request.plan.order):
-                job = (item, name)
-                order[job] = index
-                parents = [(item, p) for p in request.plan.dependencies.get(name, ())]
-                if item > 0 and name in self.requests[item - 1].plan.dependencies:
-                    parents.append((item - 1, name))  # a stage keeps the item order
-                waiting[job] = len(parents)
-                for parent in parents:
-                    children.setdefault(parent, []).append(job)
+        order, waiting, children = job_graph(self.requests)  # every stage keeps the item order
         ready = [(item, order[(item, name)], name) for (item, name), count in waiting.items() if count == 0]
         heapq.heapify(ready)
         if emit:

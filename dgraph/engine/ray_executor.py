@@ -32,13 +32,13 @@ from ..errors import Cancelled, DgraphError
 from .cache import static_key, value_digest
 from .events import Event, new_run, stamping
 from .executor import Executor, RunRequest
+from .jobs import Job, job_graph
 from .ray_homes import ACTOR, DRIVER, Home, worker_homes
 from .registry import GROUP
 from .task import RunState, Services, prepare, run_task
 from .workflow import Link, Literal
 
 NAMESPACE = "dgraph"
-Job = tuple[int, str]  # (item, node name)
 
 _ACTORS: dict[str, Any] = {}  # actor name -> handle: held by the driver, so executes reuse them
 _WHERE: dict[str, Any] = {}  # actor name -> a ref to its `where()` (asked at creation, read when it dies)
@@ -263,20 +263,9 @@ class _Schedule:
     def run(self) -> list[dict[str, Any]]:
         ray = self.ray
         emit = stamping(self.listener, self.run_id, -1)
-        order: dict[Job, int] = {}
-        waiting: dict[Job, int] = {}
-        children: dict[Job, list[Job]] = {}
-        for item, request in enumerate(self.requests):
-            for index, name in enumerate(request.plan.order):
-                job = (item, name)
-                order[job] = index
-                parents = [(item, p) for p in request.plan.dependencies.get(name, ())]
-                earlier = item > 0 and name in self.requests[item - 1].plan.dependencies
-                if earlier and (self.pipeline or self.homes[item][name].kind == DRIVER):
-                    parents.append((item - 1, name))  # stages keep the item order; files always do
-                waiting[job] = len(parents)
-                for parent in parents:
-                    children.setdefault(parent, []).append(job)
+        # Pipelined stages keep the item order; nodes in the driver (files) always do.
+        order, waiting, children = job_graph(
+            self.requests, lambda item, name: self.pipeline or self.homes[item][name].kind == DRIVER)
         ready = [(item, order[(item, name)], name) for (item, name), count in waiting.items() if count == 0]
         heapq.heapify(ready)
         if emit:
