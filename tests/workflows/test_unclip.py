@@ -19,8 +19,10 @@ from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer,
                           CLIPVisionConfig, CLIPVisionModelWithProjection)
 
+import sd_components
 from dgraph.graph import Graph
 from dgraph.node import derive_seed
+from sd_components import perturbed
 
 TOLERANCE = 1e-4
 WIDTH = 16  # CLIP's hidden and projection width = the prior's embedding width
@@ -36,27 +38,10 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def _tokenizer(folder: Path) -> CLIPTokenizer:
-    # CLIP's BPE marks a word's end with "</w>"; letters, letters ending a word, and two merges.
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(f"{c}</w>" for c in letters), "re", "red</w>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\nr e\nre d</w>\n")
-    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=77)
-
-
-def _randomise(model, seed: int, scale: float = 0.2):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
-    return model.eval()
-
-
 def _text_encoder() -> CLIPTextModelWithProjection:
     torch.manual_seed(0)
-    return _randomise(CLIPTextModelWithProjection(CLIPTextConfig(
-        vocab_size=56, hidden_size=WIDTH, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
+    return perturbed(CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=sd_components.VOCAB, hidden_size=WIDTH, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
         projection_dim=WIDTH, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)), 1, 0.02)
 
 
@@ -71,14 +56,14 @@ def _decoder_parts(seed: int) -> dict:
 
     def super_res(k: int):
         torch.manual_seed(seed + k)
-        return _randomise(diffusers.UNet2DModel(
+        return perturbed(diffusers.UNet2DModel(
             sample_size=16, in_channels=6, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
             down_block_types=("ResnetDownsampleBlock2D",) * 2, up_block_types=("ResnetUpsampleBlock2D",) * 2,
             norm_num_groups=4, attention_head_dim=4, resnet_time_scale_shift="scale_shift"), seed + k, 0.1)
 
     return dict(
-        decoder=_randomise(decoder, seed, 0.1),
-        text_proj=_randomise(UnCLIPTextProjModel(clip_extra_context_tokens=3, clip_embeddings_dim=WIDTH,
+        decoder=perturbed(decoder, seed, 0.1),
+        text_proj=perturbed(UnCLIPTextProjModel(clip_extra_context_tokens=3, clip_embeddings_dim=WIDTH,
                                                  time_embed_dim=32, cross_attention_dim=CROSS), seed + 1),
         super_res_first=super_res(2), super_res_last=super_res(3),
         decoder_scheduler=diffusers.UnCLIPScheduler(variance_type="learned_range", prediction_type="epsilon"),
@@ -89,10 +74,10 @@ def _decoder_parts(seed: int) -> dict:
 def karlo(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("karlo")
     torch.manual_seed(5)
-    prior = _randomise(diffusers.PriorTransformer(num_attention_heads=2, attention_head_dim=4, num_layers=2,
+    prior = perturbed(diffusers.PriorTransformer(num_attention_heads=2, attention_head_dim=4, num_layers=2,
                                                   embedding_dim=WIDTH, num_embeddings=77, additional_embeddings=4), 6)
     pipe = diffusers.UnCLIPPipeline(
-        prior=prior, text_encoder=_text_encoder(), tokenizer=_tokenizer(folder), **_decoder_parts(10),
+        prior=prior, text_encoder=_text_encoder(), tokenizer=sd_components.clip_tokenizer(), **_decoder_parts(10),
         prior_scheduler=diffusers.UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
                                                   clip_sample_range=5.0))
     pipe.save_pretrained(folder / "pipe", safe_serialization=True)
@@ -103,12 +88,12 @@ def karlo(tmp_path_factory) -> Path:
 def variations(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("karlo-variations")
     torch.manual_seed(7)
-    image_encoder = _randomise(CLIPVisionModelWithProjection(CLIPVisionConfig(
+    image_encoder = perturbed(CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=WIDTH, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2, image_size=32,
         patch_size=8, projection_dim=WIDTH)), 8, 0.02)
     parts = _decoder_parts(20)
     pipe = diffusers.UnCLIPImageVariationPipeline(
-        text_encoder=_text_encoder(), tokenizer=_tokenizer(folder), image_encoder=image_encoder,
+        text_encoder=_text_encoder(), tokenizer=sd_components.clip_tokenizer(), image_encoder=image_encoder,
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32), **parts)
     pipe.save_pretrained(folder / "pipe", safe_serialization=True)
     return _published_index(folder / "pipe")
