@@ -155,10 +155,12 @@ def call_node(spec: NodeSpec, context: Context, arguments: dict[str, Any], name:
     except DgraphError as error:
         if isinstance(error, Cancelled) or str(error).startswith(f"node {name!r}"):
             raise
+        # A node's own message may begin with its type ("sample.loop: ..."), which the prefix already names.
+        message = str(error).removeprefix(f"{spec.type_name}: ")
         try:  # keep the error's class (callers catch WeightsError, HubError...) and name the node
-            renamed = type(error)(f"node {name!r} ({spec.type_name}): {error}")
+            renamed = type(error)(f"node {name!r} ({spec.type_name}): {message}")
         except TypeError:
-            renamed = NodeFailed(f"node {name!r} ({spec.type_name}): {error}")
+            renamed = NodeFailed(f"node {name!r} ({spec.type_name}): {message}")
         raise renamed from error
     except KeyboardInterrupt:
         raise Cancelled(f"interrupted during node {name!r}") from None

@@ -165,7 +165,7 @@ def test_a_node_error_on_a_worker_is_the_error_a_local_run_gives(tmp_path):
             graph.execute(seed=1, steps=5000, executor=executor, output_dir=tmp_path)
         errors.append(caught.value)
     assert type(errors[0]) is type(errors[1]) and str(errors[0]) == str(errors[1])
-    assert str(errors[1]).startswith("node 'sample' (sample.loop): sample.loop: DDIMScheduler: num_inference_steps=5000")
+    assert str(errors[1]).startswith("node 'sample' (sample.loop): DDIMScheduler: num_inference_steps=5000")
 
 
 def test_cancel_stops_a_task(tmp_path):

@@ -118,7 +118,7 @@ def test_a_run_option_of_another_family_is_refused_with_what_to_do():
     graph = Graph.load(_loop_graph("euler", {"eta": 0.5}), registry=_registry())
     with pytest.raises(DgraphError) as caught:
         graph.execute(seed=1)
-    assert ("sample.loop: eta=0.5 only applies to DDIMScheduler; EulerDiscreteScheduler takes s_churn, s_tmin, "
+    assert ("node 'sample' (sample.loop): eta=0.5 only applies to DDIMScheduler; EulerDiscreteScheduler takes s_churn, s_tmin, "
             "s_tmax, s_noise: remove eta or set it to 0.0") in str(caught.value)
 
 
@@ -268,18 +268,18 @@ def test_base_and_refiner_loops_hand_over_as_diffusers_sdxl(family):
 
 @pytest.mark.parametrize("inputs, message", [
     ({"latents": "@clean.latent", "strength": 0.5},
-     "sample.loop: strength says how far to noise a clean image, but no image is linked; link `image:` to the "
+     "node 'sample' (sample.loop): strength says how far to noise a clean image, but no image is linked; link `image:` to the "
      "clean latents, or leave strength out"),
     ({"image": "@clean.latent", "denoising_start": 0.5},
-     "sample.loop: with denoising_start the loop continues latents that are already noisy (link them to "
+     "node 'sample' (sample.loop): with denoising_start the loop continues latents that are already noisy (link them to "
      "`latents:`), so it takes no clean `image:`; to start from a clean image use strength instead"),
     ({}, "sample.loop needs latents (the initial noise, from latent.noise) or an image's latents to start from: "
          "link `latents:` or `image:`"),
     ({"image": "@clean.latent", "strength": 0.05},
-     "sample.loop: EulerDiscreteScheduler: strength=0.05 with 10 steps leaves no step to take (int(10 × 0.05) = 0); "
+     "node 'sample' (sample.loop): EulerDiscreteScheduler: strength=0.05 with 10 steps leaves no step to take (int(10 × 0.05) = 0); "
      "raise strength to at least 0.1 or steps to at least 20"),
     ({"latents": "@clean.latent", "denoising_start": 0.8, "denoising_end": 0.6},
-     "sample.loop: EulerDiscreteScheduler: denoising_start=0.8 must be smaller than denoising_end=0.6"),
+     "node 'sample' (sample.loop): EulerDiscreteScheduler: denoising_start=0.8 must be smaller than denoising_end=0.6"),
 ])
 def test_partial_loop_inputs_that_do_not_fit_are_refused_with_what_to_do(inputs, message):
     graph = Graph.load(_partial_graph("euler", {"sample": _loop_node(**inputs)}, {"x": "@sample.latent"}),
