@@ -18,7 +18,7 @@ from torch import nn
 from ..configuration import read_json
 from ..errors import ConfigError
 from ..hub import Source, fetch_file
-from .encoders import as_dtype, load_transformers_model
+from .encoders import as_dtype, encode_clip, load_transformers_model
 from .files import resolve_source
 from .imports import TRANSFORMERS_LOCK
 from .tokenizers import TokenBatch
@@ -145,9 +145,8 @@ def encode_with_projection(text_encoder: nn.Module, tokens: TokenBatch) -> tuple
     if not hasattr(text_encoder, "text_projection"):
         raise ConfigError(f"{type(text_encoder).__name__} has no projection head; a CLIPTextModelWithProjection "
                           f"is needed for projected text embeddings")
-    device = next(text_encoder.parameters()).device
-    output = text_encoder(input_ids=tokens.input_ids.to(device))
-    return output.text_embeds, output.last_hidden_state, tokens.attention_mask.to(device).bool()
+    hidden, embeds = encode_clip(text_encoder, tokens)  # the last layer, through the final layer norm
+    return embeds, hidden, tokens.attention_mask.to(hidden.device).bool()
 
 
 def similarity(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
