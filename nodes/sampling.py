@@ -12,7 +12,7 @@ from dgraph.rules import NetworkConditioning
 from dgraph.sampling import ClassifierFreeGuidance, DynamicThresholding, ModelDenoiser, network_conditioning, sample
 from dgraph.schedulers import select_run_options
 from dgraph.types import (VAE, AddedConditions, ClassLabels, Denoiser, DenoiserNetwork, Latent, Scheduler, TextEmbedding,
-                          UNet)
+                          Tokens, UNet)
 
 Size = Annotated[int, Field(ge=1, le=16384)]
 # "off", or a torch.compile mode (dgraph.sampling.compiled.COMPILE_MODES).
@@ -34,8 +34,8 @@ def _vae_geometry(vae) -> tuple[int, int, float, str]:
 def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = None, height: Optional[Size] = None,
                  width: Optional[Size] = None, network: Optional[DenoiserNetwork] = None, unet: Optional[UNet] = None,
                  vae: Optional[VAE] = None, context: Optional[TextEmbedding] = None,
-                 class_labels: Optional[ClassLabels] = None, images_per_prompt: Size = 1,
-                 temperature: Annotated[float, Field(gt=0, le=10)] = 1.0) -> Latent:
+                 class_labels: Optional[ClassLabels] = None, tokens: Optional[Tokens] = None,
+                 images_per_prompt: Size = 1, temperature: Annotated[float, Field(gt=0, le=10)] = 1.0) -> Latent:
     """Noise drawn on the CPU and moved to the node's device, so a seed gives the same latents everywhere.
 
     channels: latent channels (default: the VAE's latent channels, else the network's sample channels, else 4)
@@ -46,6 +46,7 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
     vae: the autoencoder whose latent space this is: sets the size factor and scaling factor
     context: text conditioning; its batch (the number of prompts) replaces batch_size
     class_labels: class conditioning; its batch (the number of labels) replaces batch_size
+    tokens: prompt tokens, for networks that encode the text themselves (GLIDE's); their batch replaces batch_size
     images_per_prompt: latents per prompt (the batch is batch_size × images_per_prompt)
     temperature: multiplies the noise (GLIDE's upsampler starts from 0.997 of it)
     """
@@ -54,6 +55,8 @@ def latent_noise(ctx: Context, batch_size: Size = 1, channels: Optional[Size] = 
         batch_size = context.hidden_states.shape[0]
     elif class_labels is not None:
         batch_size = class_labels.ids.shape[0]
+    elif tokens is not None:
+        batch_size = tokens.input_ids.shape[0]
     network = network if network is not None else unet
     unet_config = network.config if network is not None else {}
     if vae is not None:

@@ -37,18 +37,18 @@ def generator(name: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(SEED, name))
 
 
-def tokens(folder: Path, text: str) -> dict:
-    batch = tokenize(load_tokenizer(folder), [text])
+def tokens(folder: Path, text: str | list[str]) -> dict:
+    batch = tokenize(load_tokenizer(folder), [text] if isinstance(text, str) else text)
     return dict(tokens=batch.input_ids, tokens_mask=batch.attention_mask)
 
 
-def upsampled(folder: Path, low_res: torch.Tensor) -> torch.Tensor:
+def upsampled(folder: Path, low_res: torch.Tensor, prompts: list[str] = [PROMPT]) -> torch.Tensor:
     """The upsampler's half of glide.yaml, as library calls."""
     model = load_model(folder)
-    denoiser = ModelDenoiser(model, **tokens(folder, PROMPT), low_res=quantize_8bit(low_res))
+    denoiser = ModelDenoiser(model, **tokens(folder, prompts), low_res=quantize_8bit(low_res))
     run = DDIMScheduler.from_config(DDPMScheduler.load_config(folder)).start(
         None, respacing="fast27", use_clipped_model_output=True)
-    noise = torch.randn(1, 3, 16, 16, generator=generator("upsampler_noise")) * 0.997
+    noise = torch.randn(len(prompts), 3, 16, 16, generator=generator("upsampler_noise")) * 0.997
     return sample(denoiser, run, noise, generator=generator("upsample"))
 
 
@@ -110,3 +110,38 @@ def test_inpaint_workflow_keeps_the_known_pixels_at_both_sizes(folders):
         # The last step's x0 is the sample, and the known rows of x0 are the picture's.
         assert (image.tensor[..., keep, :] - known[..., keep, :]).abs().max().item() < 1e-5
         assert (image.tensor[..., 8:, :] - known[..., 8:, :]).abs().max().item() > 0.1
+
+
+
+def test_a_list_of_prompts_makes_an_image_each(folders):
+    prompts = [PROMPT, "a red fox"]
+    graph = tiny(Graph.load(WORKFLOWS / "glide.yaml"),
+                 {"base.source": folders["base"], "upsampler.source": folders["upsample"]}, {})
+    out = graph.execute(outputs=["image", "image_64"], seed=SEED, prompt=prompts, respacing="10")
+
+    # The library's calls on the batch: the prompts' tokens, one unconditional row broadcast, noise of batch 2.
+    base = load_model(folders["base"])
+    cond = ModelDenoiser(base, **tokens(folders["base"], prompts))
+    uncond = ModelDenoiser(base, **tokens(folders["base"], ""))
+    run = DDPMScheduler.from_pretrained(folders["base"]).start(respacing="10")
+    low = sample(ClassifierFreeGuidance(cond, uncond, 3.0), run, torch.randn(2, 3, 16, 16, generator=generator("noise")),
+                 generator=generator("sample"))
+    assert tuple(out.image.tensor.shape) == (2, 3, 16, 16)
+    assert (out.image_64.tensor - low).abs().max().item() < 1e-6
+    assert (out.image.tensor - upsampled(folders["upsample"], low, prompts)).abs().max().item() < 1e-6
+    assert (out.image.tensor[1] - out.image.tensor[0]).abs().max().item() > 0.1
+
+
+def test_clip_guided_workflow_takes_a_list_of_prompts(folders):
+    prompts = [PROMPT, "a red fox"]
+    graph = tiny(Graph.load(WORKFLOWS / "glide_clip_guided.yaml"),
+                 {"base.source": folders["base"], "upsampler.source": folders["upsample"],
+                  "clip.image_encoder": folders["clip-image"], "clip.text_encoder": folders["clip-text"]}, {})
+    out = graph.execute(outputs=["image_64"], seed=SEED, prompt=prompts, respacing="10")
+
+    base = load_model(folders["base"])
+    clip = load_noised_clip(folders["clip-image"], folders["clip-text"])
+    guided = GradientGuidance(ModelDenoiser(base, **tokens(folders["base"], prompts)), clip.gradient(prompts, 16), 3.0)
+    run = DDPMScheduler.from_pretrained(folders["base"]).start(respacing="10")
+    low = sample(guided, run, torch.randn(2, 3, 16, 16, generator=generator("noise")), generator=generator("sample"))
+    assert (out.image_64.tensor - low).abs().max().item() < 1e-6
