@@ -10,22 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .calls import calls
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ["a handwritten seven", "the number 3", "0", "a five", "nine", "an eight", "one", "a two"]
 
 
 def _pixels(image) -> np.ndarray:
     return (image.clamp(0, 1) * 255).round().to(dtype=__import__("torch").uint8).numpy()
-
-
-def _calls(run):
-    state = {"i": 0}
-
-    def call():
-        i = state["i"]
-        state["i"] += 1
-        return run(PROMPTS[i % len(PROMPTS)], 10 + i)
-    return call
 
 
 def dgraph_side(cached: bool = False):
@@ -36,14 +28,14 @@ def dgraph_side(cached: bool = False):
     def run(prompt: str, seed: int):
         image = graph.execute(outputs=["image"], prompt=PROMPTS[0] if cached else prompt, seed=seed).image
         return _pixels(image.to_range(0.0, 1.0).tensor)
-    return _calls(run)
+    return calls(run, PROMPTS)
 
 
 def diffusers_side(cached: bool = False):
     from .digits_diffusers import DigitsScript
 
     script = DigitsScript()
-    return _calls(lambda prompt, seed: _pixels(script(PROMPTS[0] if cached else prompt, seed)))
+    return calls(lambda prompt, seed: _pixels(script(PROMPTS[0] if cached else prompt, seed)), PROMPTS)
 
 
 def png_pixels(folder: Path) -> np.ndarray:

@@ -6,12 +6,14 @@ them (from the seed and the noise node's name) and handed to diffusers, so the i
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
+from .calls import calls, graph_noise
+
 STEPS, SIZE, SCALE = 10, 64, 6.0
+LATENTS = (1, 4, SIZE // 8, SIZE // 8)  # the initial noise's shape
 PROMPTS = ["a painting of a fox in the snow", "a red house", "two cats", "an old map of the sea"]
 
 
@@ -40,22 +42,6 @@ def prepare(folder: Path) -> dict:
     return {"folder": str(folder / "ldm")}
 
 
-def _noise(seed: int) -> torch.Tensor:
-    digest = hashlib.sha256(f"{seed}:noise".encode()).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-    return torch.randn((1, 4, SIZE // 8, SIZE // 8), generator=generator)
-
-
-def _calls(run):
-    state = {"i": 0}
-
-    def call():
-        i = state["i"]
-        state["i"] += 1
-        return run(PROMPTS[i % len(PROMPTS)], 10 + i)
-    return call
-
-
 def dgraph_side(folder: str):
     from dgraph.graph import Graph
 
@@ -65,7 +51,7 @@ def dgraph_side(folder: str):
         image = graph.execute(outputs=["image"], prompt=prompt, seed=seed, steps=STEPS, guidance_scale=SCALE,
                               height=SIZE, width=SIZE).image
         return image.to_range(0.0, 1.0).tensor.clamp(0, 1).permute(0, 2, 3, 1)
-    return _calls(run)
+    return calls(run, PROMPTS)
 
 
 def diffusers_side(folder: str):
@@ -76,8 +62,8 @@ def diffusers_side(folder: str):
 
     def run(prompt: str, seed: int):
         return torch.from_numpy(pipe(prompt, height=SIZE, width=SIZE, num_inference_steps=STEPS, guidance_scale=SCALE,
-                                     latents=_noise(seed), output_type="np").images)
-    return _calls(run)
+                                     latents=graph_noise(seed, LATENTS), output_type="np").images)
+    return calls(run, PROMPTS)
 
 
 def loop_side(folder: str):
@@ -97,10 +83,10 @@ def loop_side(folder: str):
         context, _ = encode(bert, tokenize(tokenizer, [prompt, ""], max_length=77))
         context = context.flip(0)  # unconditional first
         run_ = scheduler.start(STEPS)
-        x = _noise(seed)
+        x = graph_noise(seed, LATENTS)
         for t in run_.timesteps:
             uncond, cond = unet(torch.cat([x, x]), t, encoder_hidden_states=context).chunk(2)
             x = run_.step(uncond + SCALE * (cond - uncond), t, x).prev_sample
         image = vae.decode(x / vae.config.scaling_factor)
         return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
-    return _calls(run)
+    return calls(run, PROMPTS)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 
-from .digits import PROMPTS, ROOT, _calls, _pixels
+from .calls import calls
+from .digits import PROMPTS, ROOT, _pixels
 from .engine import chain
 
 
@@ -45,7 +46,7 @@ def digits_side(executor: str = "ray"):
     def run(prompt: str, seed: int):
         image = graph.execute(outputs=["image"], prompt=prompt, seed=seed, executor=executor).image
         return _pixels(image.to_range(0.0, 1.0).tensor)
-    return _calls(run)
+    return calls(run, PROMPTS)
 
 
 def batch_side(workers: int = 2, items: int = 4):

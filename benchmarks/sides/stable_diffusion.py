@@ -8,13 +8,15 @@ per-call overhead alone, is measured.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 import torch
 
+from .calls import calls, graph_noise
+
 STEPS, SIZE, SCALE = 10, 64, 7.0
+LATENTS = (1, 4, SIZE // 8, SIZE // 8)  # the initial noise's shape
 PROMPTS = ["a photo of a red fox", "the sea at night", "a blurry photo of the sea", "a red fox at night"]
 # The tiny CLIP tokenizer and component builders live with the parity tests; one copy of them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "workflows"))
@@ -65,22 +67,6 @@ def prepare_sdxl(folder: Path) -> dict:
     return {"folder": str(folder / "sdxl")}
 
 
-def _noise(seed: int) -> torch.Tensor:
-    digest = hashlib.sha256(f"{seed}:noise".encode()).digest()
-    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-    return torch.randn((1, 4, SIZE // 8, SIZE // 8), generator=generator)
-
-
-def _calls(run):
-    state = {"i": 0}
-
-    def call():
-        i = state["i"]
-        state["i"] += 1
-        return run(PROMPTS[i % len(PROMPTS)], 10 + i)
-    return call
-
-
 def dgraph_side(folder: str):
     from dgraph.graph import Graph
 
@@ -90,7 +76,7 @@ def dgraph_side(folder: str):
         image = graph.execute(outputs=["image"], prompt=prompt, seed=seed, steps=STEPS, guidance_scale=SCALE,
                               height=SIZE, width=SIZE).image
         return image.to_range(0.0, 1.0).tensor.clamp(0, 1)
-    return _calls(run)
+    return calls(run, PROMPTS)
 
 
 def diffusers_side(folder: str, xl: bool = False):
@@ -102,5 +88,5 @@ def diffusers_side(folder: str, xl: bool = False):
 
     def run(prompt: str, seed: int):
         return pipe(prompt, height=SIZE, width=SIZE, num_inference_steps=STEPS, guidance_scale=SCALE,
-                    latents=_noise(seed), output_type="pt").images
-    return _calls(run)
+                    latents=graph_noise(seed, LATENTS), output_type="pt").images
+    return calls(run, PROMPTS)

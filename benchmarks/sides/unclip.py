@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .calls import calls
+
 STEPS = dict(prior=10, decoder=10, super_res=4)
 # Guidance scales: the prior's default; the decoder's below its default 8, because over random weights each
 # step of guidance at 8 amplifies float32 rounding (the order of a batched matmul) until the two sides part
@@ -74,16 +76,6 @@ def prepare(folder: Path) -> dict:
     return {"folder": str(folder / "karlo")}
 
 
-def _calls(run):
-    state = {"i": 0}
-
-    def call():
-        i = state["i"]
-        state["i"] += 1
-        return run(PROMPTS[i % len(PROMPTS)], 10 + i)
-    return call
-
-
 def dgraph_side(folder: str):
     from dgraph.graph import Graph
 
@@ -94,7 +86,7 @@ def dgraph_side(folder: str):
                               decoder_steps=STEPS["decoder"], super_res_steps=STEPS["super_res"],
                               prior_guidance_scale=PRIOR_SCALE, decoder_guidance_scale=DECODER_SCALE).image
         return image.to_range(0.0, 1.0).tensor.clamp(0, 1).permute(0, 2, 3, 1)
-    return _calls(run)
+    return calls(run, PROMPTS)
 
 
 def diffusers_side(folder: str):
@@ -126,4 +118,4 @@ def diffusers_side(folder: str):
                       decoder_num_inference_steps=STEPS["decoder"], super_res_num_inference_steps=STEPS["super_res"],
                       prior_guidance_scale=PRIOR_SCALE, decoder_guidance_scale=DECODER_SCALE, output_type="np").images
         return torch.from_numpy(images)
-    return _calls(run)
+    return calls(run, PROMPTS)
