@@ -85,8 +85,8 @@ def loop_side(folder: str):
         run_ = scheduler.start(STEPS)
         x = graph_noise(seed, LATENTS)
         for t in run_.timesteps:
-            uncond, cond = unet(torch.cat([x, x]), t, encoder_hidden_states=context).chunk(2)
+            uncond, cond = unet(torch.cat([x, x]), t, encoder_hidden_states=context).sample.chunk(2)
             x = run_.step(uncond + SCALE * (cond - uncond), t, x).prev_sample
-        image = vae.decode(x / vae.config.scaling_factor)
+        image = vae.decode(x / vae.config.scaling_factor).sample
         return (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
     return calls(run, PROMPTS)
