@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .errors import ConfigError
+from .recipe_nodes import guided_pair
 
 
 class Parts(Protocol):
@@ -48,11 +49,8 @@ def _guided_loop(p: str, nodes: dict[str, Any], denoiser: dict[str, Any], channe
                  prompt: str = "prompt", noise: dict[str, Any] | None = None) -> None:
     """Conditional and unconditional denoisers of one UNet, guided, sampled from fresh noise (a latent.noise
     node unless `noise` is given) into {p}sample."""
-    for branch in ("cond", "uncond"):
-        nodes[f"{p}{branch}"] = {"type": denoiser["type"],
-                                 "inputs": {**denoiser["inputs"], "context": f"@{prompt}.{branch}"}}
-    nodes[f"{p}guided"] = {"type": "guidance.cfg", "inputs": {
-        "cond": f"@{p}cond.denoiser", "uncond": f"@{p}uncond.denoiser", "scale": f"${p}guidance_scale"}}
+    nodes.update(guided_pair(p, denoiser["type"], denoiser["inputs"],
+                             {"context": (f"@{prompt}.cond", f"@{prompt}.uncond")}, f"${p}guidance_scale"))
     if noise is None:
         noise = {"type": "latent.noise", "inputs": {"unet": f"@{p}unet.unet", "context": f"@{prompt}.cond",
                                                     "images_per_prompt": "$images_per_prompt"}}

@@ -16,6 +16,7 @@ from . import cascades, stable_diffusion, unclip
 from .configuration import read_json
 from .errors import ConfigError, HubError, SourceError
 from .hub import Source, as_source, fetch_file
+from .recipe_nodes import guided_pair
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,8 @@ def _ldm_text(parts: _Parts) -> dict[str, Any]:
         "unet": {"type": "load.unet", "inputs": {"source": parts["unet"]}},
         "vae": {"type": "load.vae", "inputs": {"source": parts[vae]}},
         "scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
-        "cond": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet", "context": "@prompt.cond"}},
-        "uncond": {"type": "denoiser.model", "inputs": {"unet": "@unet.unet", "context": "@prompt.uncond"}},
-        "guided": {"type": "guidance.cfg", "inputs": {"cond": "@cond.denoiser", "uncond": "@uncond.denoiser",
-                                                       "scale": "$guidance_scale"}},
+        **guided_pair("", "denoiser.model", {"unet": "@unet.unet"},
+                      {"context": ("@prompt.cond", "@prompt.uncond")}, "$guidance_scale"),
         "noise": {"type": "latent.noise", "inputs": {
             "unet": "@unet.unet", "vae": "@vae.vae", "context": "@prompt.cond", "height": "$height", "width": "$width",
             "images_per_prompt": "$images_per_prompt"}},
@@ -153,10 +152,8 @@ def _dit(parts: _Parts) -> dict[str, Any]:
         "scheduler": {"type": "scheduler.ddim", "inputs": {"config": parts["scheduler"]}},
         "labels": {"type": "labels.from_names", "inputs": {"network": network, "names": "$class_labels",
                                                            "labels": parts.base}},
-        "cond": {"type": "denoiser.model", "inputs": {"network": network, "class_labels": "@labels.cond"}},
-        "uncond": {"type": "denoiser.model", "inputs": {"network": network, "class_labels": "@labels.uncond"}},
-        "guided": {"type": "guidance.cfg", "inputs": {"cond": "@cond.denoiser", "uncond": "@uncond.denoiser",
-                                                       "scale": "$guidance_scale"}},
+        **guided_pair("", "denoiser.model", {"network": network},
+                      {"class_labels": ("@labels.cond", "@labels.uncond")}, "$guidance_scale"),
         "noise": {"type": "latent.noise", "inputs": {"network": network, "vae": "@vae.vae",
                                                      "class_labels": "@labels.cond"}},
         "sample": {"type": "sample.loop", "inputs": {
@@ -192,12 +189,9 @@ def _pixart(parts: _Parts) -> dict[str, Any]:
         "scheduler": {"type": "scheduler.dpm_solver", "inputs": {"config": parts["scheduler"]}},
         "size": {"type": "condition.image_size", "inputs": {"height": "$height", "width": "$width",
                                                             "network": network}},
-        "cond": {"type": "denoiser.model", "inputs": {"network": network, "context": "@prompt.cond",
-                                                      "added": "@size.added_conditions"}},
-        "uncond": {"type": "denoiser.model", "inputs": {"network": network, "context": "@prompt.uncond",
-                                                        "added": "@size.added_conditions"}},
-        "guided": {"type": "guidance.cfg", "inputs": {"cond": "@cond.denoiser", "uncond": "@uncond.denoiser",
-                                                       "scale": "$guidance_scale"}},
+        **guided_pair("", "denoiser.model", {"network": network},
+                      {"context": ("@prompt.cond", "@prompt.uncond"),
+                       "added": ("@size.added_conditions", "@size.added_conditions")}, "$guidance_scale"),
         "noise": {"type": "latent.noise", "inputs": {
             "network": network, "vae": "@vae.vae", "context": "@prompt.cond", "height": "$height",
             "width": "$width", "images_per_prompt": "$images_per_prompt"}},

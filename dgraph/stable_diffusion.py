@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .errors import ConfigError
+from .recipe_nodes import guided_pair
 
 
 class Parts(Protocol):
@@ -70,16 +71,11 @@ def _models(parts: Parts, p: str = "") -> dict[str, Any]:
 
 def _guided(p: str, prompt: str, added: str | None = None) -> dict[str, Any]:
     """Conditional and unconditional denoisers of {p}unet and their guidance."""
-    nodes: dict[str, Any] = {}
-    for branch in ("cond", "uncond"):
-        inputs = {"unet": f"@{p}unet.unet", "context": f"@{prompt}.{branch}"}
-        if added is not None:
-            inputs["added"] = f"@{added}.{branch}"
-        nodes[f"{p}{branch}"] = {"type": "denoiser.model", "inputs": inputs}
-    nodes[f"{p}guided"] = {"type": "guidance.cfg", "inputs": {
-        "cond": f"@{p}cond.denoiser", "uncond": f"@{p}uncond.denoiser", "scale": "$guidance_scale",
-        "rescale": "$guidance_rescale"}}
-    return nodes
+    branches = {"context": (f"@{prompt}.cond", f"@{prompt}.uncond")}
+    if added is not None:
+        branches["added"] = (f"@{added}.cond", f"@{added}.uncond")
+    return guided_pair(p, "denoiser.model", {"unet": f"@{p}unet.unet"}, branches, "$guidance_scale",
+                       rescale="$guidance_rescale")
 
 
 def _text_to_image(p: str, prompt: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cascades import Parts
+from .recipe_nodes import guided_pair
 
 
 TEXT_TO_IMAGE_HEADER = (
@@ -44,10 +45,7 @@ def _weights(source: str) -> dict[str, str]:
 
 def _guided(nodes: dict[str, Any], p: str, denoiser: str, inputs: dict[str, Any], cond: str, uncond: str) -> None:
     """{p}cond / {p}uncond denoisers of one network, guided into {p}guided."""
-    nodes[f"{p}cond"] = {"type": denoiser, "inputs": {**inputs, "context": cond}}
-    nodes[f"{p}uncond"] = {"type": denoiser, "inputs": {**inputs, "context": uncond}}
-    nodes[f"{p}guided"] = {"type": "guidance.cfg", "inputs": {
-        "cond": f"@{p}cond.denoiser", "uncond": f"@{p}uncond.denoiser", "scale": f"${p}guidance_scale"}}
+    nodes.update(guided_pair(p, denoiser, inputs, {"context": (cond, uncond)}, f"${p}guidance_scale"))
 
 
 def _text(parts: Parts, prompt: str) -> dict[str, Any]:
