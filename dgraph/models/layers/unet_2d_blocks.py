@@ -127,6 +127,16 @@ class CrossAttnDownBlock2D(DownBlock2D):
         return hidden, tuple(skips)
 
 
+def skip_resnets(resnet: ResnetOptions, in_channels: int, prev_output_channel: int, out_channels: int,
+                 num_layers: int) -> nn.ModuleList:
+    """An up block's resnets: the i-th reads the running state (the block below's output first) concatenated
+    with one skip (the last, the down block's input at this level)."""
+    return nn.ModuleList([
+        resnet.block((prev_output_channel if i == 0 else out_channels)
+                     + (in_channels if i == num_layers - 1 else out_channels), out_channels)
+        for i in range(num_layers)])
+
+
 class UpBlock2D(nn.Module):
     """`num_layers` resnets, each fed the running state concatenated with one skip, then (unless last) 2x up.
 
@@ -137,10 +147,7 @@ class UpBlock2D(nn.Module):
     def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, num_layers: int,
                  resnet: ResnetOptions, add_upsample: bool = True):
         super().__init__()
-        self.resnets = nn.ModuleList([
-            resnet.block((prev_output_channel if i == 0 else out_channels)
-                         + (in_channels if i == num_layers - 1 else out_channels), out_channels)
-            for i in range(num_layers)])
+        self.resnets = skip_resnets(resnet, in_channels, prev_output_channel, out_channels, num_layers)
         self.upsamplers = nn.ModuleList([Upsample2D(out_channels, True, out_channels)]) if add_upsample else None
 
     def _upsample(self, hidden: torch.Tensor, upsample_size: tuple[int, int] | None) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .attention import AddedKVAttention
-from .unet_2d_blocks import ResnetOptions
+from .unet_2d_blocks import ResnetOptions, skip_resnets
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,7 @@ class ResnetUpsampleBlock2D(nn.Module):
     def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, num_layers: int,
                  resnet: ResnetOptions, add_upsample: bool = True):
         super().__init__()
-        self.resnets = nn.ModuleList([
-            resnet.block((prev_output_channel if i == 0 else out_channels)
-                         + (in_channels if i == num_layers - 1 else out_channels), out_channels)
-            for i in range(num_layers)])
+        self.resnets = skip_resnets(resnet, in_channels, prev_output_channel, out_channels, num_layers)
         self.upsamplers = _resampler(resnet, out_channels, up=True) if add_upsample else None
 
     def _up(self, hidden: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 
 from .resnet import Downsample2D, TemporalConvLayer, Upsample2D
 from .transformer import Transformer2D, TransformerTemporal
-from .unet_2d_blocks import ResnetOptions
+from .unet_2d_blocks import ResnetOptions, skip_resnets
 
 # Dropout of the temporal convolutions (a fixed value in the reference model, not a config key).
 TEMPORAL_CONV_DROPOUT = 0.1
@@ -88,10 +88,7 @@ class UpBlock3D(nn.Module):
     def __init__(self, in_channels: int, prev_output_channel: int, out_channels: int, num_layers: int,
                  resnet: ResnetOptions, add_upsample: bool = True):
         super().__init__()
-        self.resnets = nn.ModuleList([
-            resnet.block((prev_output_channel if i == 0 else out_channels)
-                         + (in_channels if i == num_layers - 1 else out_channels), out_channels)
-            for i in range(num_layers)])
+        self.resnets = skip_resnets(resnet, in_channels, prev_output_channel, out_channels, num_layers)
         self.temp_convs = nn.ModuleList([_temporal_conv(out_channels, resnet) for _ in range(num_layers)])
         self.upsamplers = nn.ModuleList([Upsample2D(out_channels, True, out_channels)]) if add_upsample else None
 
