@@ -21,36 +21,6 @@ from test_stable_diffusion import TOLERANCE, WORKFLOWS, one_thread, pixels  # no
 
 
 @pytest.fixture(scope="module")
-def sd1(tmp_path_factory):
-    return sd_components.sd1_pipeline(tmp_path_factory.mktemp("sd1"))
-
-
-@pytest.fixture(scope="module")
-def sd2_v(tmp_path_factory):
-    return sd_components.sd2_v_pipeline(tmp_path_factory.mktemp("sd2-v"))
-
-
-@pytest.fixture(scope="module")
-def sd_inpaint(tmp_path_factory):
-    return sd_components.sd_inpaint_pipeline(tmp_path_factory.mktemp("sd-inpaint"))
-
-
-@pytest.fixture(scope="module")
-def sdxl(tmp_path_factory):
-    return sd_components.sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
-
-
-@pytest.fixture(scope="module")
-def refiner(tmp_path_factory, sdxl):
-    return sd_components.sdxl_refiner_pipeline(tmp_path_factory.mktemp("sdxl-refiner"), sdxl)
-
-
-@pytest.fixture(scope="module")
-def sdxl_inpaint(tmp_path_factory):
-    return sd_components.sdxl_inpaint_pipeline(tmp_path_factory.mktemp("sdxl-inpaint"))
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     return sd_components.write_image_and_mask(tmp_path_factory.mktemp("pictures"), 16, 24)
 

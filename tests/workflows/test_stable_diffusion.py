@@ -14,7 +14,6 @@ import diffusers
 import pytest
 import torch
 
-import sd_components
 from dgraph.cli import main
 from dgraph.graph import Graph
 from dgraph.node import derive_seed
@@ -30,21 +29,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def sd1(tmp_path_factory):
-    return sd_components.sd1_pipeline(tmp_path_factory.mktemp("sd1"))
-
-
-@pytest.fixture(scope="module")
-def sd2_v(tmp_path_factory):
-    return sd_components.sd2_v_pipeline(tmp_path_factory.mktemp("sd2-v"))
-
-
-@pytest.fixture(scope="module")
-def sdxl(tmp_path_factory):
-    return sd_components.sdxl_pipeline(tmp_path_factory.mktemp("sdxl"))
 
 
 def _reseed_after(owner, method: str, generator: torch.Generator, seed: int) -> None:
